@@ -1,0 +1,46 @@
+//! Merchant authentication: `Authorization: Bearer ck_live_…`.
+
+use uuid::Uuid;
+
+use super::{ApiError, ApiRequest, AppState};
+use crate::domain::apikey;
+use crate::store::api_keys;
+
+/// The authenticated merchant.
+#[derive(Debug, Clone, Copy)]
+pub struct Merchant {
+    /// Merchant id.
+    pub id: Uuid,
+    /// Its BIP-44 account.
+    pub account_index: u32,
+}
+
+/// Authenticates the request. Unknown, malformed and mismatching keys get the same answer,
+/// so the response tells an attacker nothing about which prefixes exist.
+pub async fn authenticate(state: &AppState, req: &ApiRequest) -> Result<Merchant, ApiError> {
+    let header = req
+        .headers
+        .get(warp::http::header::AUTHORIZATION)
+        .ok_or(ApiError::Authentication("missing API key: send Authorization: Bearer <key>"))?;
+    let raw = header
+        .to_str()
+        .ok()
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .ok_or(ApiError::Authentication("invalid API key"))?;
+    let prefix = apikey::lookup_prefix(raw).ok_or(ApiError::Authentication("invalid API key"))?;
+    let client = state.store.client().await?;
+    let stored = api_keys::find_by_prefix(&client, prefix)
+        .await?
+        .ok_or(ApiError::Authentication("invalid API key"))?;
+    if !apikey::verify(raw, &stored.key_hash) {
+        return Err(ApiError::Authentication("invalid API key"));
+    }
+    if stored.revoked_at.is_some() {
+        return Err(ApiError::Authentication("API key has been revoked"));
+    }
+    Ok(Merchant {
+        id: stored.merchant_id,
+        account_index: stored.account_index,
+    })
+}

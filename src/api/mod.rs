@@ -1,0 +1,250 @@
+//! The merchant REST API and the operational endpoints, served by warp.
+//!
+//! warp serves one catch-all filter; routing happens in [`dispatch`] by matching path
+//! segments. That keeps every response (including 404, 405 and 413) in the contract's
+//! error shape, gives each request its route template for metrics, and lets the request id
+//! flow into handlers as a plain value.
+
+mod auth;
+mod chains;
+pub mod error;
+mod health;
+mod payments;
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::{Buf, Bytes, BytesMut};
+use futures::{Stream, StreamExt};
+use serde::Serialize;
+use slog::Logger;
+use warp::http::{header, HeaderMap, HeaderValue, Method, Response, StatusCode};
+use warp::Filter;
+
+use crate::config::{ChainSettings, Settings};
+use crate::store::Store;
+use crate::telemetry::Metrics;
+use crate::wallet::HdWallet;
+
+pub use error::ApiError;
+
+/// Everything handlers share.
+#[derive(Clone)]
+pub struct AppState {
+    /// Validated settings.
+    pub settings: Arc<Settings>,
+    /// Configured chains by name.
+    pub chains: Arc<HashMap<String, ChainSettings>>,
+    /// Database.
+    pub store: Store,
+    /// Deposit address derivation.
+    pub wallet: Arc<HdWallet>,
+    /// Prometheus metrics.
+    pub metrics: Metrics,
+    /// Root logger.
+    pub log: Logger,
+}
+
+/// One parsed request, as handlers see it.
+pub struct ApiRequest {
+    /// Method.
+    pub method: Method,
+    /// Path, without the query.
+    pub path: String,
+    /// Raw query string ("" when absent).
+    pub query: String,
+    /// Headers.
+    pub headers: HeaderMap,
+    /// Body bytes (within the configured limit).
+    pub body: Bytes,
+    /// The request id echoed in `x-request-id`.
+    pub request_id: String,
+}
+
+/// What handlers return.
+pub type ApiResult = Result<Response<Bytes>, ApiError>;
+
+/// A JSON response.
+pub fn json<T: Serialize>(status: StatusCode, value: &T) -> ApiResult {
+    let body = serde_json::to_vec(value).map_err(|e| ApiError::Internal(e.into()))?;
+    Ok(bytes_response(status, "application/json", body.into()))
+}
+
+fn bytes_response(status: StatusCode, content_type: &'static str, body: Bytes) -> Response<Bytes> {
+    let mut r = Response::new(body);
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    r
+}
+
+/// The warp filter serving the whole API.
+pub fn routes(
+    state: AppState,
+) -> impl Filter<Extract = (Response<Bytes>,), Error = Infallible> + Clone {
+    let query = warp::query::raw()
+        .or(warp::any().map(String::new))
+        .unify();
+    warp::method()
+        .and(warp::path::full())
+        .and(query)
+        .and(warp::header::headers_cloned())
+        .and(warp::body::stream())
+        .then(move |method, path: warp::path::FullPath, query, headers, body| {
+            let state = state.clone();
+            async move { handle(state, method, path.as_str().to_string(), query, headers, body).await }
+        })
+        .recover(|_| async { Ok::<_, Infallible>(fallback_response()) })
+        .unify()
+}
+
+/// Only reachable if warp rejects before our handler runs (it should not).
+fn fallback_response() -> Response<Bytes> {
+    bytes_response(
+        StatusCode::BAD_REQUEST,
+        "application/json",
+        Bytes::from_static(br#"{"error":{"type":"invalid_request","message":"malformed request"}}"#),
+    )
+}
+
+fn request_id(headers: &HeaderMap) -> String {
+    headers
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
+        .map(str::to_string)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string())
+}
+
+async fn read_body<S, B>(headers: &HeaderMap, body: S, limit: u64) -> Result<Bytes, ApiError>
+where
+    S: Stream<Item = Result<B, warp::Error>> + Unpin,
+    B: Buf,
+{
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Err(ApiError::PayloadTooLarge);
+    }
+    let mut body = body;
+    let mut buf = BytesMut::new();
+    while let Some(chunk) = body.next().await {
+        let mut chunk = chunk.map_err(|_| ApiError::invalid("could not read the request body"))?;
+        if buf.len() as u64 + chunk.remaining() as u64 > limit {
+            return Err(ApiError::PayloadTooLarge);
+        }
+        while chunk.has_remaining() {
+            let part = chunk.chunk();
+            buf.extend_from_slice(part);
+            let n = part.len();
+            chunk.advance(n);
+        }
+    }
+    Ok(buf.freeze())
+}
+
+async fn handle<S, B>(
+    state: AppState,
+    method: Method,
+    path: String,
+    query: String,
+    headers: HeaderMap,
+    body: S,
+) -> Response<Bytes>
+where
+    S: Stream<Item = Result<B, warp::Error>> + Unpin,
+    B: Buf,
+{
+    let start = Instant::now();
+    let rid = request_id(&headers);
+    let limit = state.settings.server.request_body_limit_bytes;
+    let (route, result) = match read_body(&headers, body, limit).await {
+        Ok(body) => {
+            let req = ApiRequest {
+                method,
+                path,
+                query,
+                headers,
+                body,
+                request_id: rid.clone(),
+            };
+            let (route, result) = dispatch(&state, &req).await;
+            (route, (req.method, result))
+        }
+        Err(e) => ("unmatched", (method, Err(e))),
+    };
+    let (method, result) = result;
+    let mut resp = match result {
+        Ok(r) => r,
+        Err(e) => {
+            let status = e.status();
+            match &e {
+                ApiError::Internal(cause) => slog::error!(state.log, "request failed";
+                    "request_id" => &rid, "route" => route, "error" => format!("{cause:#}")),
+                ApiError::Unavailable => slog::warn!(state.log, "request failed: database unavailable";
+                    "request_id" => &rid, "route" => route),
+                _ => slog::debug!(state.log, "request refused";
+                    "request_id" => &rid, "route" => route, "status" => status.as_u16()),
+            }
+            match serde_json::to_vec(&e.body(&rid)) {
+                Ok(b) => bytes_response(status, "application/json", b.into()),
+                Err(_) => fallback_response(),
+            }
+        }
+    };
+    if let Ok(v) = HeaderValue::from_str(&rid) {
+        resp.headers_mut().insert("x-request-id", v);
+    }
+    if resp.status() == StatusCode::UNAUTHORIZED {
+        resp.headers_mut()
+            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    }
+    state.metrics.observe_http(
+        route,
+        method.as_str(),
+        resp.status().as_u16(),
+        start.elapsed().as_secs_f64(),
+    );
+    resp
+}
+
+/// Routes a request to its handler; returns the route template for metrics.
+async fn dispatch(state: &AppState, req: &ApiRequest) -> (&'static str, ApiResult) {
+    let segments: Vec<&str> = req
+        .path
+        .trim_start_matches('/')
+        .trim_end_matches('/')
+        .split('/')
+        .collect();
+    let m = &req.method;
+    macro_rules! only {
+        ($route:expr, $method:expr, $call:expr) => {
+            if *m == $method {
+                ($route, $call.await)
+            } else {
+                ($route, Err(ApiError::MethodNotAllowed))
+            }
+        };
+    }
+    match segments.as_slice() {
+        ["health"] => only!("/health", Method::GET, health::live(state)),
+        ["health", "live"] => only!("/health/live", Method::GET, health::live(state)),
+        ["health", "ready"] => only!("/health/ready", Method::GET, health::ready(state)),
+        ["metrics"] => only!("/metrics", Method::GET, health::metrics(state)),
+        ["v1", "chains"] => only!("/v1/chains", Method::GET, chains::list(state, req)),
+        ["v1", "payments"] => match *m {
+            Method::POST => ("/v1/payments", payments::create(state, req).await),
+            Method::GET => ("/v1/payments", payments::list(state, req).await),
+            _ => ("/v1/payments", Err(ApiError::MethodNotAllowed)),
+        },
+        ["v1", "payments", id] => only!("/v1/payments/{id}", Method::GET, payments::get(state, req, id)),
+        ["v1", "payments", id, "cancel"] => {
+            only!("/v1/payments/{id}/cancel", Method::POST, payments::cancel(state, req, id))
+        }
+        _ => ("unmatched", Err(ApiError::NotFound("no such endpoint".into()))),
+    }
+}

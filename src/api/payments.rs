@@ -1,0 +1,550 @@
+//! `/v1/payments`: create, get, list, cancel.
+
+use std::collections::HashMap;
+use std::str::FromStr;
+
+use alloy::primitives::{Address, U256};
+use chrono::{Duration, Utc};
+use serde::Serialize;
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+use warp::http::{header, StatusCode};
+
+use super::auth::{self, Merchant};
+use super::{bytes_response, json, ApiError, ApiRequest, ApiResult, AppState};
+use crate::config::{ChainSettings, PaymentSettings};
+use crate::domain::{parse_units, AmountError, Asset, HistoryEntry, Payment, PaymentStatus};
+use crate::store::idempotency::{self, Claim};
+use crate::store::merchants::next_derivation_index;
+use crate::store::payments::{self as store, ListFilter, NewPayment};
+
+const CREATE_FIELDS: [&str; 7] = [
+    "chain",
+    "asset",
+    "amount",
+    "order_id",
+    "metadata",
+    "expires_in",
+    "confirmations",
+];
+
+/// A validated create request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CreateParams {
+    /// Chain name.
+    pub chain: String,
+    /// Chain id.
+    pub chain_id: u64,
+    /// Resolved asset.
+    pub asset: Asset,
+    /// Amount in raw units.
+    pub amount_raw: U256,
+    /// Order reference.
+    pub order_id: Option<String>,
+    /// Metadata object.
+    pub metadata: Option<Value>,
+    /// Window length in seconds.
+    pub expires_in: u64,
+    /// Required depth.
+    pub confirmations: u32,
+}
+
+fn required_str<'a>(obj: &'a Map<String, Value>, key: &str, hint: &str) -> Result<&'a str, ApiError> {
+    match obj.get(key) {
+        None | Some(Value::Null) => Err(ApiError::param(key, format!("{key} is required"))),
+        Some(Value::String(s)) => Ok(s),
+        Some(_) => Err(ApiError::param(key, format!("{key} must be a string{hint}"))),
+    }
+}
+
+fn optional_u64(obj: &Map<String, Value>, key: &str) -> Result<Option<u64>, ApiError> {
+    match obj.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Number(n)) => n
+            .as_u64()
+            .map(Some)
+            .ok_or_else(|| ApiError::param(key, format!("{key} must be a positive integer"))),
+        Some(_) => Err(ApiError::param(key, format!("{key} must be a positive integer"))),
+    }
+}
+
+/// Resolves `asset`: `native`, a token symbol (any case) or a token contract address.
+fn resolve_asset(chain: &ChainSettings, asset: &str) -> Option<Asset> {
+    if asset.eq_ignore_ascii_case("native") || asset.eq_ignore_ascii_case(&chain.native_symbol) {
+        return Some(Asset {
+            symbol: chain.native_symbol.clone(),
+            contract: None,
+            decimals: 18,
+        });
+    }
+    let by_address = Address::from_str(asset).ok();
+    chain
+        .tokens
+        .iter()
+        .find(|t| {
+            t.symbol.eq_ignore_ascii_case(asset)
+                || (by_address.is_some() && Address::from_str(&t.address).ok() == by_address)
+        })
+        .map(|t| Asset {
+            symbol: t.symbol.clone(),
+            contract: Address::from_str(&t.address).ok(),
+            decimals: t.decimals,
+        })
+}
+
+/// Validates a create body. Pure: every refusal names its parameter.
+pub fn parse_create(
+    body: &Value,
+    chains: &HashMap<String, ChainSettings>,
+    limits: &PaymentSettings,
+) -> Result<CreateParams, ApiError> {
+    let obj = body
+        .as_object()
+        .ok_or_else(|| ApiError::invalid("the body must be a JSON object"))?;
+    if let Some(unknown) = obj.keys().find(|k| !CREATE_FIELDS.contains(&k.as_str())) {
+        return Err(ApiError::param(unknown, format!("unknown parameter {unknown}")));
+    }
+    let chain_name = required_str(obj, "chain", "")?;
+    let chain = chains
+        .get(chain_name)
+        .ok_or_else(|| ApiError::param("chain", "unknown chain; see GET /v1/chains"))?;
+    let asset_name = required_str(obj, "asset", "")?;
+    let asset = resolve_asset(chain, asset_name).ok_or_else(|| {
+        ApiError::param("asset", "unknown asset on this chain; see GET /v1/chains")
+    })?;
+    let amount = required_str(obj, "amount", " such as \"12.5\"")?;
+    let amount_raw = parse_units(amount, asset.decimals).map_err(|e| {
+        let msg = match e {
+            AmountError::TooManyDecimals(d) => {
+                format!("amount has more than {d} decimal places for {}", asset.symbol)
+            }
+            other => other.to_string(),
+        };
+        ApiError::param("amount", msg)
+    })?;
+    let order_id = match obj.get("order_id") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) if !s.is_empty() && s.len() <= 255 => Some(s.clone()),
+        Some(_) => {
+            return Err(ApiError::param(
+                "order_id",
+                "order_id must be a string of 1 to 255 characters",
+            ))
+        }
+    };
+    let metadata = match obj.get("metadata") {
+        None | Some(Value::Null) => None,
+        Some(v @ Value::Object(m)) if m.len() <= 50 => Some(v.clone()),
+        Some(_) => {
+            return Err(ApiError::param(
+                "metadata",
+                "metadata must be an object with at most 50 keys",
+            ))
+        }
+    };
+    let expires_in = optional_u64(obj, "expires_in")?.unwrap_or(limits.default_expires_in_seconds);
+    if !(60..=limits.max_expires_in_seconds).contains(&expires_in) {
+        return Err(ApiError::param(
+            "expires_in",
+            format!(
+                "expires_in must be between 60 and {} seconds",
+                limits.max_expires_in_seconds
+            ),
+        ));
+    }
+    let confirmations = match optional_u64(obj, "confirmations")? {
+        None => chain.confirmations,
+        Some(n @ 1..=10_000) => n as u32,
+        Some(_) => {
+            return Err(ApiError::param(
+                "confirmations",
+                "confirmations must be between 1 and 10000",
+            ))
+        }
+    };
+    Ok(CreateParams {
+        chain: chain.name.clone(),
+        chain_id: chain.chain_id,
+        asset,
+        amount_raw,
+        order_id,
+        metadata,
+        expires_in,
+        confirmations,
+    })
+}
+
+fn parse_json_body(req: &ApiRequest) -> Result<Value, ApiError> {
+    let is_json = req
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.trim_start().to_ascii_lowercase().starts_with("application/json"))
+        .unwrap_or(false);
+    if !is_json {
+        return Err(ApiError::invalid("Content-Type must be application/json"));
+    }
+    serde_json::from_slice(&req.body).map_err(|_| ApiError::invalid("the body is not valid JSON"))
+}
+
+/// The `Idempotency-Key` header, validated.
+fn idempotency_key(req: &ApiRequest) -> Result<Option<String>, ApiError> {
+    let Some(v) = req.headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    match v.to_str() {
+        Ok(k) if !k.is_empty() && k.len() <= 255 => Ok(Some(k.to_string())),
+        _ => Err(ApiError::param(
+            "Idempotency-Key",
+            "Idempotency-Key must be 1 to 255 visible ASCII characters",
+        )),
+    }
+}
+
+/// Hash of what makes two requests "the same": method, path and the canonical JSON body
+/// (serde_json sorts object keys, so key order and whitespace do not matter).
+fn request_hash(req: &ApiRequest, canonical: &[u8]) -> Vec<u8> {
+    let mut h = Sha256::new();
+    h.update(req.method.as_str().as_bytes());
+    h.update(b" ");
+    h.update(req.path.as_bytes());
+    h.update(b"\n");
+    h.update(canonical);
+    h.finalize().to_vec()
+}
+
+fn replay(status: u16, body: Vec<u8>, state: &AppState) -> ApiResult {
+    state.metrics.idempotent_replays.inc();
+    let status = StatusCode::from_u16(status).map_err(|e| ApiError::Internal(e.into()))?;
+    let mut r = bytes_response(status, "application/json", body.into());
+    r.headers_mut()
+        .insert("idempotent-replayed", header::HeaderValue::from_static("true"));
+    Ok(r)
+}
+
+fn head_of(_state: &AppState, _chain: &str) -> Option<u64> {
+    None
+}
+
+/// `POST /v1/payments`
+pub async fn create(state: &AppState, req: &ApiRequest) -> ApiResult {
+    let merchant = auth::authenticate(state, req).await?;
+    let key = idempotency_key(req)?;
+    let body = parse_json_body(req)?;
+    let params = parse_create(&body, &state.chains, &state.settings.payments)?;
+
+    let mut client = state.store.client().await?;
+    let tx = client.transaction().await?;
+    if let Some(key) = &key {
+        let canonical = serde_json::to_vec(&body).map_err(|e| ApiError::Internal(e.into()))?;
+        match idempotency::claim(&tx, merchant.id, key, &request_hash(req, &canonical)).await? {
+            Claim::New => {}
+            Claim::Replay { status, body } => return replay(status, body, state),
+            Claim::Mismatch => {
+                return Err(ApiError::Conflict(
+                    "Idempotency-Key was already used with a different request".into(),
+                ))
+            }
+        }
+    }
+    let index = next_derivation_index(&tx, merchant.account_index).await?;
+    let address = state.wallet.deposit_address(merchant.account_index, index)?;
+    let now = Utc::now();
+    let new = NewPayment {
+        id: Uuid::now_v7(),
+        merchant_id: merchant.id,
+        chain: params.chain,
+        chain_id: params.chain_id,
+        asset: params.asset,
+        address,
+        derivation_index: index,
+        amount_raw: params.amount_raw,
+        confirmations_required: params.confirmations,
+        order_id: params.order_id,
+        metadata: params.metadata,
+        created_at: now,
+        expires_at: now + Duration::seconds(i64::try_from(params.expires_in).unwrap_or(i64::MAX)),
+    };
+    store::insert(&tx, &new).await?;
+    let payment = pending_payment(new);
+    let bytes = serde_json::to_vec(&payment.to_object(None)).map_err(|e| ApiError::Internal(e.into()))?;
+    if let Some(key) = &key {
+        idempotency::complete(&tx, merchant.id, key, 201, &bytes).await?;
+    }
+    tx.commit().await?;
+    state
+        .metrics
+        .payments
+        .created
+        .with_label_values(&[payment.chain.as_str()])
+        .inc();
+    slog::info!(state.log, "payment created";
+        "request_id" => &req.request_id, "payment_id" => %payment.id, "chain" => &payment.chain);
+    Ok(bytes_response(StatusCode::CREATED, "application/json", bytes.into()))
+}
+
+/// The aggregate of a payment that was just inserted, without reading it back.
+fn pending_payment(p: NewPayment) -> Payment {
+    Payment {
+        id: p.id,
+        merchant_id: p.merchant_id,
+        chain: p.chain,
+        chain_id: p.chain_id,
+        asset: p.asset,
+        address: p.address,
+        amount_raw: p.amount_raw,
+        amount_received_raw: U256::ZERO,
+        status: PaymentStatus::Pending,
+        exception: None,
+        confirmations_required: p.confirmations_required,
+        confirmations: 0,
+        order_id: p.order_id,
+        metadata: p.metadata,
+        created_at: p.created_at,
+        expires_at: p.expires_at,
+        detected_at: None,
+        confirmed_at: None,
+        settlement_status: "unswept".into(),
+        settlement_tx_hash: None,
+        transfers: vec![],
+        history: vec![HistoryEntry {
+            from: None,
+            to: PaymentStatus::Pending,
+            at: p.created_at,
+            reason: "created".into(),
+        }],
+    }
+}
+
+fn parse_id(id: &str) -> Result<Uuid, ApiError> {
+    Uuid::parse_str(id).map_err(|_| ApiError::NotFound("no such payment".into()))
+}
+
+/// `GET /v1/payments/{id}`
+pub async fn get(state: &AppState, req: &ApiRequest, id: &str) -> ApiResult {
+    let merchant = auth::authenticate(state, req).await?;
+    let id = parse_id(id)?;
+    let client = state.store.client().await?;
+    let payment = store::get(&client, merchant.id, id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound("no such payment".into()))?;
+    json(StatusCode::OK, &payment.to_object(head_of(state, &payment.chain)))
+}
+
+#[derive(Serialize)]
+struct PaymentList {
+    object: &'static str,
+    data: Vec<crate::domain::PaymentObject>,
+    has_more: bool,
+}
+
+/// Parses the list query string. Pure.
+pub fn parse_list_query(
+    query: &str,
+    chains: &HashMap<String, ChainSettings>,
+) -> Result<ListFilter, ApiError> {
+    let mut f = ListFilter {
+        limit: 20,
+        ..Default::default()
+    };
+    let mut seen = std::collections::HashSet::new();
+    for (k, v) in url::form_urlencoded::parse(query.as_bytes()) {
+        if !seen.insert(k.to_string()) {
+            return Err(ApiError::param(&k, format!("{k} given more than once")));
+        }
+        match k.as_ref() {
+            "status" => {
+                f.status = Some(
+                    v.parse()
+                        .map_err(|_| ApiError::param("status", "unknown status"))?,
+                )
+            }
+            "chain" => {
+                if !chains.contains_key(v.as_ref()) {
+                    return Err(ApiError::param("chain", "unknown chain"));
+                }
+                f.chain = Some(v.into_owned());
+            }
+            "order_id" => f.order_id = Some(v.into_owned()),
+            "limit" => {
+                f.limit = v
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|n| (1..=100).contains(n))
+                    .ok_or_else(|| ApiError::param("limit", "limit must be between 1 and 100"))?
+            }
+            "starting_after" => {
+                f.starting_after = Some(
+                    Uuid::parse_str(&v)
+                        .map_err(|_| ApiError::param("starting_after", "not a payment id"))?,
+                )
+            }
+            other => return Err(ApiError::param(other, format!("unknown parameter {other}"))),
+        }
+    }
+    Ok(f)
+}
+
+/// `GET /v1/payments`
+pub async fn list(state: &AppState, req: &ApiRequest) -> ApiResult {
+    let merchant = auth::authenticate(state, req).await?;
+    let filter = parse_list_query(&req.query, &state.chains)?;
+    let client = state.store.client().await?;
+    let (page, has_more) = store::list(&client, merchant.id, &filter).await?;
+    json(
+        StatusCode::OK,
+        &PaymentList {
+            object: "list",
+            data: page
+                .iter()
+                .map(|p| p.to_object(head_of(state, &p.chain)))
+                .collect(),
+            has_more,
+        },
+    )
+}
+
+/// `POST /v1/payments/{id}/cancel`
+pub async fn cancel(state: &AppState, req: &ApiRequest, id: &str) -> ApiResult {
+    let merchant: Merchant = auth::authenticate(state, req).await?;
+    let key = idempotency_key(req)?;
+    let id = parse_id(id)?;
+    let mut client = state.store.client().await?;
+    let tx = client.transaction().await?;
+    if let Some(key) = &key {
+        match idempotency::claim(&tx, merchant.id, key, &request_hash(req, &req.body)).await? {
+            Claim::New => {}
+            Claim::Replay { status, body } => return replay(status, body, state),
+            Claim::Mismatch => {
+                return Err(ApiError::Conflict(
+                    "Idempotency-Key was already used with a different request".into(),
+                ))
+            }
+        }
+    }
+    let (status, received) = store::lock(&tx, merchant.id, id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound("no such payment".into()))?;
+    if !status.can_cancel(!received.is_zero()) {
+        return Err(ApiError::Conflict(format!(
+            "a payment can be canceled only while pending with nothing received; it is {status}"
+        )));
+    }
+    let payment = store::transition(
+        &tx,
+        merchant.id,
+        id,
+        status,
+        PaymentStatus::Canceled,
+        "canceled_by_merchant",
+        "payment.canceled",
+    )
+    .await?;
+    let bytes = serde_json::to_vec(&payment.to_object(None)).map_err(|e| ApiError::Internal(e.into()))?;
+    if let Some(key) = &key {
+        idempotency::complete(&tx, merchant.id, key, 200, &bytes).await?;
+    }
+    tx.commit().await?;
+    state
+        .metrics
+        .payments
+        .transitions
+        .with_label_values(&[payment.chain.as_str(), "canceled"])
+        .inc();
+    slog::info!(state.log, "payment canceled";
+        "request_id" => &req.request_id, "payment_id" => %id, "chain" => &payment.chain);
+    Ok(bytes_response(StatusCode::OK, "application/json", bytes.into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{RpcUrl, StartBlock, TokenSettings};
+    use serde_json::json;
+
+    fn chains() -> HashMap<String, ChainSettings> {
+        let c = ChainSettings {
+            name: "eth".into(),
+            chain_id: 1,
+            rpc_urls: vec![RpcUrl::new("http://127.0.0.1:8545")],
+            native_symbol: "ETH".into(),
+            confirmations: 12,
+            block_time_ms: 12000,
+            start_block: StartBlock::Latest,
+            treasury: None,
+            tokens: vec![TokenSettings {
+                symbol: "USDC".into(),
+                address: "0xA0b86991c6218b36c1d19D4a2e9Eb0cE3606eB48".into(),
+                decimals: 6,
+            }],
+        };
+        HashMap::from([("eth".to_string(), c)])
+    }
+
+    fn limits() -> PaymentSettings {
+        PaymentSettings {
+            default_expires_in_seconds: 3600,
+            max_expires_in_seconds: 86400,
+            late_funds_window_seconds: 86400,
+        }
+    }
+
+    fn param_of(body: Value) -> Option<String> {
+        match parse_create(&body, &chains(), &limits()) {
+            Err(ApiError::InvalidRequest { param, .. }) => param,
+            other => panic!("expected a 400, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn resolves_assets_by_symbol_and_address() {
+        let p = parse_create(
+            &json!({"chain": "eth", "asset": "usdc", "amount": "12.5"}),
+            &chains(),
+            &limits(),
+        )
+        .expect("valid");
+        assert_eq!(p.amount_raw, U256::from(12_500_000u64));
+        assert_eq!(p.confirmations, 12);
+        let p = parse_create(
+            &json!({"chain": "eth", "asset": "0xa0b86991c6218b36c1d19d4a2e9eb0ce3606eb48", "amount": "1"}),
+            &chains(),
+            &limits(),
+        )
+        .expect("valid");
+        assert_eq!(p.asset.symbol, "USDC");
+    }
+
+    #[test]
+    fn refusals_name_the_parameter() {
+        let cases = [
+            (json!({"chain": "eth", "asset": "native", "amount": "0"}), "amount"),
+            (json!({"chain": "eth", "asset": "native", "amount": "-1"}), "amount"),
+            (json!({"chain": "eth", "asset": "USDC", "amount": "1.0000001"}), "amount"),
+            (json!({"chain": "eth", "asset": "native", "amount": 5}), "amount"),
+            (json!({"chain": "eth", "asset": "native", "amount": "lots"}), "amount"),
+            (json!({"chain": "eth", "asset": "native"}), "amount"),
+            (json!({"chain": "nope", "asset": "native", "amount": "1"}), "chain"),
+            (json!({"chain": "eth", "asset": "DOGE", "amount": "1"}), "asset"),
+            (json!({"chain": "eth", "asset": "native", "amount": "1", "x": 1}), "x"),
+            (json!({"chain": "eth", "asset": "native", "amount": "1", "expires_in": 5}), "expires_in"),
+            (json!({"chain": "eth", "asset": "native", "amount": "1", "confirmations": 0}), "confirmations"),
+            (json!({"chain": "eth", "asset": "native", "amount": "1", "metadata": [1]}), "metadata"),
+            (json!({"chain": "eth", "asset": "native", "amount": "1", "order_id": 7}), "order_id"),
+        ];
+        for (body, param) in cases {
+            assert_eq!(param_of(body.clone()).as_deref(), Some(param), "{body}");
+        }
+    }
+
+    #[test]
+    fn list_query_validation() {
+        let f = parse_list_query("status=pending&limit=5", &chains()).expect("valid");
+        assert_eq!(f.limit, 5);
+        assert_eq!(f.status, Some(PaymentStatus::Pending));
+        for bad in ["limit=0", "limit=101", "status=paid", "chain=x", "starting_after=1", "foo=1", "limit=1&limit=2"] {
+            assert!(parse_list_query(bad, &chains()).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,240 @@
+//! The `ctrip` command line (CONTRACT §1).
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use uuid::Uuid;
+
+use crate::app::{shutdown_signal, Application};
+use crate::config::{ChainSettings, RpcUrl, Secret, Settings, StartBlock};
+use crate::devnet::{Anvil, TempPostgres};
+use crate::store::Store;
+use crate::telemetry::{build_logger, init_sentry, LogSink};
+use crate::wallet::HdWallet;
+use crate::ops;
+
+/// cTrip Gateway: a self-hosted multi-chain EVM payment gateway.
+#[derive(Parser)]
+#[command(name = "ctrip", version, about)]
+struct Cli {
+    /// An extra configuration file, layered over config/default.toml and config/{CTRIP_ENV}.toml.
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run migrations, the HTTP API and the actor tree until SIGINT/SIGTERM.
+    Serve {
+        /// Do not apply pending migrations at start.
+        #[arg(long)]
+        no_migrate: bool,
+    },
+    /// Apply pending migrations and exit.
+    Migrate,
+    /// Throw-away PostgreSQL + anvil devnet + demo merchant, then serve.
+    Dev {
+        /// Port for the gateway's HTTP API (0 picks a free one).
+        #[arg(long, default_value_t = 8080)]
+        port: u16,
+    },
+    /// Merchant management.
+    Merchant {
+        #[command(subcommand)]
+        command: MerchantCommand,
+    },
+    /// API key management.
+    Apikey {
+        #[command(subcommand)]
+        command: ApikeyCommand,
+    },
+    /// Configuration tools.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum MerchantCommand {
+    /// Create a merchant and print its id and first API key (shown once).
+    Create {
+        /// Display name.
+        #[arg(long)]
+        name: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum ApikeyCommand {
+    /// Create a key for a merchant (shown once).
+    Create {
+        /// Merchant id.
+        #[arg(long)]
+        merchant: Uuid,
+    },
+    /// Revoke a key by id.
+    Revoke {
+        /// Key id.
+        id: Uuid,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Load and validate the configuration; print it with secrets redacted.
+    Check,
+}
+
+/// Entry point of the binary.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {}", format!("{e:#}").replace('\n', " "));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let config = cli.config.as_deref();
+    match cli.command {
+        Command::Serve { no_migrate } => serve(Settings::load(config)?, !no_migrate).await,
+        Command::Migrate => {
+            let settings = Settings::load(config)?;
+            let store = Store::new(&settings.database)?;
+            store.migrate().await?;
+            println!("migrations applied; schema at version {}", Store::latest_migration());
+            Ok(())
+        }
+        Command::Dev { port } => dev(config, port).await,
+        Command::Merchant {
+            command: MerchantCommand::Create { name },
+        } => {
+            let store = connect(config).await?;
+            let created = ops::create_merchant(&store, &name).await?;
+            println!("merchant_id: {}", created.merchant.id);
+            println!("api_key_id:  {}", created.key_id);
+            println!("api_key:     {}   (shown once; store it now)", created.api_key);
+            Ok(())
+        }
+        Command::Apikey {
+            command: ApikeyCommand::Create { merchant },
+        } => {
+            let store = connect(config).await?;
+            let (id, raw) = ops::create_api_key(&store, merchant)
+                .await?
+                .context("no such merchant")?;
+            println!("api_key_id: {id}");
+            println!("api_key:    {raw}   (shown once; store it now)");
+            Ok(())
+        }
+        Command::Apikey {
+            command: ApikeyCommand::Revoke { id },
+        } => {
+            let store = connect(config).await?;
+            if ops::revoke_api_key(&store, id).await? {
+                println!("revoked {id}");
+                Ok(())
+            } else {
+                anyhow::bail!("no active API key with id {id}")
+            }
+        }
+        Command::Config {
+            command: ConfigCommand::Check,
+        } => {
+            let settings = Settings::load(config)?;
+            print!("{}", settings.redacted_toml());
+            Ok(())
+        }
+    }
+}
+
+async fn connect(config: Option<&Path>) -> anyhow::Result<Store> {
+    let settings = Settings::load(config)?;
+    let store = Store::new(&settings.database)?;
+    store.migrate().await?;
+    Ok(store)
+}
+
+async fn serve(settings: Settings, migrate: bool) -> anyhow::Result<()> {
+    let _sentry = init_sentry(&settings.telemetry);
+    let log = build_logger(&settings.telemetry, LogSink::Stdout);
+    let app = Application::build(settings, log, migrate).await?;
+    app.run_until_stopped(shutdown_signal()).await;
+    Ok(())
+}
+
+/// anvil's first default account (from the well-known test mnemonic); it is unlocked on
+/// the devnet, so `eth_sendTransaction` from it needs no key.
+const ANVIL_PAYER: &str = "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266";
+
+async fn dev(config: Option<&Path>, port: u16) -> anyhow::Result<()> {
+    eprintln!("starting a throw-away PostgreSQL cluster and an anvil devnet...");
+    let pg = tokio::task::spawn_blocking(TempPostgres::start).await??;
+    let anvil = Anvil::start(Some(1)).await?;
+
+    let dir = std::env::var("CTRIP_CONFIG_DIR").unwrap_or_else(|_| "config".into());
+    let env = std::env::var("CTRIP_ENV").unwrap_or_else(|_| "dev".into());
+    let mut s = Settings::load_layers(Path::new(&dir), Some(&env), config, true)?;
+    s.database.url = Secret::new(pg.url("postgres"));
+    // A fresh wallet per run: dev deposit addresses never collide with anvil's funded
+    // default accounts, and nothing here is worth keeping.
+    s.wallet.mnemonic = Secret::new(HdWallet::generate_mnemonic().as_str());
+    s.admin.token = Secret::new(uuid::Uuid::new_v4().simple().to_string());
+    s.server.bind = format!("127.0.0.1:{port}");
+    if s.chains.is_empty() {
+        s.chains.push(ChainSettings {
+            name: "anvil".into(),
+            chain_id: 31337,
+            rpc_urls: vec![RpcUrl::new(anvil.url())],
+            native_symbol: "ETH".into(),
+            confirmations: 2,
+            block_time_ms: 1000,
+            start_block: StartBlock::Number(0),
+            treasury: Some("0xa0Ee7A142d267C1f36714E4a8F75612F20a79720".into()),
+            tokens: vec![],
+        });
+    }
+    s.validate()?;
+    let log = build_logger(&s.telemetry, LogSink::Stdout);
+    let app = Application::build(s, log, true).await?;
+    let created = ops::create_merchant(&app.state().store, "Demo merchant").await?;
+    let base = format!("http://127.0.0.1:{}", app.port());
+    println!();
+    println!("cTrip Gateway dev is running");
+    println!("  API:      {base}");
+    println!("  devnet:   {} (chain \"anvil\", id 31337)", anvil.url());
+    println!("  API key:  {}", created.api_key);
+    println!();
+    println!("Create a payment:");
+    println!(
+        "curl -s -X POST {base}/v1/payments -H 'Authorization: Bearer {}' -H 'Content-Type: application/json' -d '{{\"chain\":\"anvil\",\"asset\":\"native\",\"amount\":\"0.5\"}}'",
+        created.api_key
+    );
+    println!();
+    println!("Pay it (put the payment's address in place of ADDRESS):");
+    println!(
+        "curl -s -X POST {} -H 'Content-Type: application/json' -d '{{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"eth_sendTransaction\",\"params\":[{{\"from\":\"{ANVIL_PAYER}\",\"to\":\"ADDRESS\",\"value\":\"0x6f05b59d3b20000\"}}]}}'",
+        anvil.url()
+    );
+    println!();
+    println!("Press Ctrl-C to stop; the cluster and the devnet are removed on exit.");
+    app.run_until_stopped(shutdown_signal()).await;
+    drop(anvil);
+    tokio::task::spawn_blocking(move || drop(pg)).await?;
+    Ok(())
+}

@@ -1,0 +1,251 @@
+//! Throw-away local infrastructure for `ctrip dev` and the test suite: a PostgreSQL cluster
+//! started from the installed server binaries, and an `anvil` devnet. Both listen on free
+//! loopback ports and are stopped and removed when dropped.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+
+/// Asks the OS for a free loopback port.
+pub fn free_port() -> anyhow::Result<u16> {
+    let l = TcpListener::bind("127.0.0.1:0").context("cannot bind a loopback port")?;
+    Ok(l.local_addr()?.port())
+}
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// Finds the PostgreSQL server binaries (`initdb`, `pg_ctl`).
+fn pg_bindir() -> anyhow::Result<PathBuf> {
+    if let Ok(dir) = std::env::var("CTRIP_PG_BINDIR") {
+        return Ok(PathBuf::from(dir));
+    }
+    let mut candidates: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.path().join("bin")).collect())
+        .unwrap_or_default();
+    candidates.sort();
+    if let Some(dir) = candidates.into_iter().rev().find(|d| d.join("initdb").exists()) {
+        return Ok(dir);
+    }
+    for dir in std::env::var("PATH").unwrap_or_default().split(':') {
+        if Path::new(dir).join("initdb").exists() {
+            return Ok(PathBuf::from(dir));
+        }
+    }
+    bail!("PostgreSQL server binaries (initdb, pg_ctl) not found: install the postgresql package or set CTRIP_PG_BINDIR")
+}
+
+/// A PostgreSQL cluster in a temporary directory. As root, the server runs as the
+/// `postgres` user, since PostgreSQL refuses to run as root.
+pub struct TempPostgres {
+    dir: PathBuf,
+    bindir: PathBuf,
+    port: u16,
+    run_as_postgres: bool,
+}
+
+impl TempPostgres {
+    /// Creates and starts a cluster with trust authentication for user `postgres`.
+    pub fn start() -> anyhow::Result<Self> {
+        let bindir = pg_bindir()?;
+        let port = free_port()?;
+        let dir = std::env::temp_dir().join(format!("ctrip-pg-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).context("cannot create the cluster directory")?;
+        let run_as_postgres = is_root();
+        let pg = Self {
+            dir,
+            bindir,
+            port,
+            run_as_postgres,
+        };
+        if run_as_postgres {
+            let status = Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(&pg.dir)
+                .status()
+                .context("chown failed")?;
+            if !status.success() {
+                bail!("cannot hand the cluster directory to the postgres user");
+            }
+        }
+        let data = pg.dir.join("data");
+        pg.run(
+            "initdb",
+            &[
+                "-D",
+                &data.to_string_lossy(),
+                "-U",
+                "postgres",
+                "-A",
+                "trust",
+                "-E",
+                "UTF8",
+                "--no-sync",
+            ],
+        )?;
+        pg.start_server()?;
+        Ok(pg)
+    }
+
+    fn command(&self, tool: &str) -> Command {
+        let bin = self.bindir.join(tool);
+        if self.run_as_postgres {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(bin);
+            c
+        } else {
+            Command::new(bin)
+        }
+    }
+
+    fn run(&self, tool: &str, args: &[&str]) -> anyhow::Result<()> {
+        let out = self
+            .command(tool)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .with_context(|| format!("cannot run {tool}"))?;
+        if !out.status.success() {
+            bail!(
+                "{tool} failed: {}",
+                String::from_utf8_lossy(&out.stderr).lines().last().unwrap_or("")
+            );
+        }
+        Ok(())
+    }
+
+    /// Starts (or restarts) the server and waits until it accepts connections.
+    pub fn start_server(&self) -> anyhow::Result<()> {
+        let data = self.dir.join("data");
+        let opts = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c max_connections=200",
+            self.port,
+            self.dir.display()
+        );
+        self.run(
+            "pg_ctl",
+            &[
+                "-D",
+                &data.to_string_lossy(),
+                "-o",
+                &opts,
+                "-l",
+                &self.dir.join("server.log").to_string_lossy(),
+                "-w",
+                "-t",
+                "30",
+                "start",
+            ],
+        )
+    }
+
+    /// Stops the server (fast shutdown), keeping the data.
+    pub fn stop_server(&self) -> anyhow::Result<()> {
+        let data = self.dir.join("data");
+        self.run(
+            "pg_ctl",
+            &["-D", &data.to_string_lossy(), "-m", "fast", "-w", "stop"],
+        )
+    }
+
+    /// The port it listens on.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Connection URL for database `db`.
+    pub fn url(&self, db: &str) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/{db}", self.port)
+    }
+}
+
+impl Drop for TempPostgres {
+    fn drop(&mut self) {
+        let _ = self.stop_server();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Finds the `anvil` binary: `CTRIP_ANVIL_BIN`, then `node_modules/.bin/anvil` in the
+/// current directory or the source tree, then `PATH`.
+pub fn anvil_bin() -> anyhow::Result<PathBuf> {
+    if let Ok(p) = std::env::var("CTRIP_ANVIL_BIN") {
+        return Ok(PathBuf::from(p));
+    }
+    let local = [
+        PathBuf::from("node_modules/.bin/anvil"),
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("node_modules/.bin/anvil"),
+    ];
+    if let Some(p) = local.into_iter().find(|p| p.exists()) {
+        return Ok(p);
+    }
+    for dir in std::env::var("PATH").unwrap_or_default().split(':') {
+        let p = Path::new(dir).join("anvil");
+        if p.exists() {
+            return Ok(p);
+        }
+    }
+    bail!("anvil not found: run `npm install` (package @foundry-rs/anvil) or set CTRIP_ANVIL_BIN")
+}
+
+/// A running anvil devnet.
+pub struct Anvil {
+    child: Child,
+    port: u16,
+}
+
+impl Anvil {
+    /// Starts anvil on a free port; `block_time` makes it mine on an interval as well as
+    /// on every transaction. Waits until its RPC answers.
+    pub async fn start(block_time: Option<u64>) -> anyhow::Result<Self> {
+        let port = free_port()?;
+        let mut cmd = Command::new(anvil_bin()?);
+        cmd.args(["--host", "127.0.0.1", "--port", &port.to_string(), "--silent"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        if let Some(t) = block_time {
+            cmd.args(["--block-time", &t.to_string()]);
+        }
+        let child = cmd.spawn().context("cannot start anvil")?;
+        let anvil = Self { child, port };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let client = reqwest::Client::new();
+        loop {
+            let r = client
+                .post(anvil.url())
+                .json(&serde_json::json!({"jsonrpc":"2.0","id":1,"method":"eth_chainId","params":[]}))
+                .send()
+                .await;
+            if matches!(r, Ok(ref resp) if resp.status().is_success()) {
+                return Ok(anvil);
+            }
+            if Instant::now() > deadline {
+                bail!("anvil did not answer within 20 s");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Its RPC URL.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Its port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+}
+
+impl Drop for Anvil {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,15 @@
+//! cTrip Gateway: a self-hosted, multi-chain EVM crypto payment gateway.
+//!
+//! Rooms: [`config`] loads settings, [`api`] speaks HTTP, [`domain`] holds the pure rules,
+//! [`store`] runs SQL, [`wallet`] derives addresses, [`telemetry`] logs and counts.
+
+pub mod api;
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod devnet;
+pub mod domain;
+pub mod ops;
+pub mod store;
+pub mod telemetry;
+pub mod wallet;

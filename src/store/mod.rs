@@ -1,0 +1,198 @@
+//! PostgreSQL store: the connection pool, migrations and the SQL of each aggregate.
+//!
+//! Functions take a [`deadpool_postgres::GenericClient`] so that callers choose the unit of
+//! work: a pooled connection for a single statement, a transaction when a state change and
+//! its history and event rows must land together.
+
+pub mod api_keys;
+pub mod idempotency;
+pub mod merchants;
+pub mod payments;
+
+use std::str::FromStr;
+use std::time::{Duration, Instant};
+
+use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod, Runtime};
+use tokio_postgres::NoTls;
+
+use crate::config::DatabaseSettings;
+
+mod embedded {
+    refinery::embed_migrations!("migrations");
+}
+
+/// Store failures. Messages never contain SQL text or connection strings.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// No connection could be had (server down, pool exhausted past its timeout).
+    #[error("database unavailable")]
+    Unavailable(#[source] PoolError),
+    /// A statement failed.
+    #[error("database statement failed")]
+    Db(#[from] tokio_postgres::Error),
+    /// Applying migrations failed.
+    #[error("database migration failed: {0}")]
+    Migration(String),
+    /// A row held a value the code cannot represent.
+    #[error("unexpected stored value in {0}")]
+    Corrupt(&'static str),
+    /// The configured URL is unusable.
+    #[error("database.url is not a valid PostgreSQL URL")]
+    BadUrl,
+}
+
+impl StoreError {
+    /// Worth retrying later: connectivity, serialization failures, deadlocks, timeouts.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Self::Unavailable(_) => true,
+            Self::Db(e) => {
+                e.is_closed()
+                    || matches!(
+                        e.code().map(|c| c.code()),
+                        Some("40001" | "40P01" | "57014" | "57P01" | "08006" | "08003")
+                    )
+                    || e.as_db_error().is_none()
+            }
+            _ => false,
+        }
+    }
+
+    /// Nothing but an operator can fix it.
+    pub fn is_fatal(&self) -> bool {
+        matches!(self, Self::Migration(_) | Self::BadUrl | Self::Corrupt(_))
+    }
+
+    /// The violated constraint's name, for unique-violation handling.
+    pub fn constraint(&self) -> Option<&str> {
+        match self {
+            Self::Db(e) => e.as_db_error().and_then(|d| d.constraint()),
+            _ => None,
+        }
+    }
+}
+
+impl From<PoolError> for StoreError {
+    fn from(e: PoolError) -> Self {
+        match e {
+            PoolError::Backend(db) => Self::Db(db),
+            other => Self::Unavailable(other),
+        }
+    }
+}
+
+/// Pool state, for gauges and health.
+#[derive(Debug, Clone, Copy)]
+pub struct PoolStatus {
+    /// Configured maximum.
+    pub max_size: usize,
+    /// Open connections.
+    pub size: usize,
+    /// Idle open connections.
+    pub available: usize,
+    /// Tasks waiting for a connection.
+    pub waiting: usize,
+}
+
+/// The database handle shared by the API and the actors.
+#[derive(Clone)]
+pub struct Store {
+    pool: Pool,
+}
+
+impl Store {
+    /// Builds the pool; opens no connection yet (that happens on first use).
+    pub fn new(settings: &DatabaseSettings) -> Result<Self, StoreError> {
+        let mut pg = tokio_postgres::Config::from_str(settings.url.expose())
+            .map_err(|_| StoreError::BadUrl)?;
+        pg.connect_timeout(Duration::from_millis(settings.connect_timeout_ms));
+        pg.options(format!("-c statement_timeout={}", settings.statement_timeout_ms));
+        pg.application_name("ctrip");
+        let mgr = Manager::from_config(
+            pg,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let timeout = Duration::from_millis(settings.connect_timeout_ms);
+        let pool = Pool::builder(mgr)
+            .max_size(settings.pool_size)
+            .runtime(Runtime::Tokio1)
+            .wait_timeout(Some(timeout))
+            .create_timeout(Some(timeout))
+            .recycle_timeout(Some(timeout))
+            .build()
+            .map_err(|_| StoreError::BadUrl)?;
+        Ok(Self { pool })
+    }
+
+    /// A pooled connection.
+    pub async fn client(&self) -> Result<Object, StoreError> {
+        Ok(self.pool.get().await?)
+    }
+
+    /// Applies pending migrations. An advisory lock keeps concurrent starts of several
+    /// gateway processes from racing each other.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        let mut obj = self.client().await?;
+        obj.batch_execute("SELECT pg_advisory_lock(7243001)").await?;
+        let client: &mut tokio_postgres::Client = &mut obj;
+        let result = embedded::migrations::runner()
+            .run_async(client)
+            .await
+            .map_err(|e| StoreError::Migration(e.kind().to_string()));
+        let unlock = obj.batch_execute("SELECT pg_advisory_unlock(7243001)").await;
+        result?;
+        unlock?;
+        Ok(())
+    }
+
+    /// The newest migration version compiled into this binary.
+    pub fn latest_migration() -> i32 {
+        embedded::migrations::runner()
+            .get_migrations()
+            .iter()
+            .map(|m| m.version())
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// The newest applied migration, `None` before the first `migrate`.
+    pub async fn applied_migration(&self) -> Result<Option<i32>, StoreError> {
+        let c = self.client().await?;
+        let exists: bool = c
+            .query_one(
+                "SELECT to_regclass('refinery_schema_history') IS NOT NULL",
+                &[],
+            )
+            .await?
+            .get(0);
+        if !exists {
+            return Ok(None);
+        }
+        let row = c
+            .query_one("SELECT MAX(version) FROM refinery_schema_history", &[])
+            .await?;
+        Ok(row.get(0))
+    }
+
+    /// One round trip; returns how long it took.
+    pub async fn ping(&self) -> Result<Duration, StoreError> {
+        let start = Instant::now();
+        let c = self.client().await?;
+        c.simple_query("SELECT 1").await?;
+        Ok(start.elapsed())
+    }
+
+    /// Current pool state.
+    pub fn pool_status(&self) -> PoolStatus {
+        let s = self.pool.status();
+        PoolStatus {
+            max_size: s.max_size,
+            size: s.size,
+            available: s.available,
+            waiting: s.waiting,
+        }
+    }
+}

@@ -1,0 +1,122 @@
+//! Logs (slog, JSON by default) and Prometheus metrics.
+//!
+//! Log lines carry `ts`, `level`, `msg` and `module`; callers add `request_id`, `chain`,
+//! `actor` or `payment_id` as key-values. Nothing secret is ever passed to a logger: API
+//! keys, the mnemonic and RPC URLs stay out of every record.
+
+pub mod metrics;
+
+use std::io::{self, Write};
+use std::sync::{Arc, Mutex};
+
+use slog::{o, Drain, FnValue, Level, Logger, Record};
+
+use crate::config::{LogFormat, TelemetrySettings};
+
+pub use metrics::Metrics;
+
+/// Where log lines go.
+#[derive(Clone)]
+pub enum LogSink {
+    /// Standard output, through an async drain.
+    Stdout,
+    /// An in-memory buffer (tests read it back to check what was logged).
+    Buffer(Arc<Mutex<Vec<u8>>>),
+}
+
+/// Parses a configured level name.
+pub fn parse_level(name: &str) -> Option<Level> {
+    match name.to_ascii_lowercase().as_str() {
+        "trace" => Some(Level::Trace),
+        "debug" => Some(Level::Debug),
+        "info" => Some(Level::Info),
+        "warn" | "warning" => Some(Level::Warning),
+        "error" => Some(Level::Error),
+        "critical" => Some(Level::Critical),
+        _ => None,
+    }
+}
+
+struct BufferWriter(Arc<Mutex<Vec<u8>>>);
+
+impl Write for BufferWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self.0.lock() {
+            Ok(mut b) => b.extend_from_slice(buf),
+            Err(p) => p.into_inner().extend_from_slice(buf),
+        }
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Builds the root logger for the configured format and level.
+pub fn build_logger(settings: &TelemetrySettings, sink: LogSink) -> Logger {
+    let level = parse_level(&settings.log_level).unwrap_or(Level::Info);
+    let module = FnValue(|r: &Record<'_>| r.module());
+    match (sink, settings.log_format) {
+        (LogSink::Buffer(buf), _) => {
+            let json = slog_json::Json::new(BufferWriter(buf))
+                .add_default_keys()
+                .build();
+            let drain = Mutex::new(json).ignore_res();
+            Logger::root(drain.filter_level(level).ignore_res(), o!("module" => module))
+        }
+        (LogSink::Stdout, LogFormat::Json) => {
+            let json = slog_json::Json::new(io::stdout()).add_default_keys().build();
+            let drain = slog_async::Async::new(json.ignore_res())
+                .chan_size(4096)
+                .overflow_strategy(slog_async::OverflowStrategy::DropAndReport)
+                .build()
+                .ignore_res();
+            Logger::root(drain.filter_level(level).ignore_res(), o!("module" => module))
+        }
+        (LogSink::Stdout, LogFormat::Pretty) => {
+            let decorator = slog_term::TermDecorator::new().stdout().build();
+            let fmt = slog_term::FullFormat::new(decorator).build().ignore_res();
+            let drain = slog_async::Async::new(fmt).chan_size(4096).build().ignore_res();
+            Logger::root(drain.filter_level(level).ignore_res(), o!("module" => module))
+        }
+    }
+}
+
+/// Starts Sentry when a DSN is configured; the guard must live as long as the process.
+pub fn init_sentry(settings: &TelemetrySettings) -> Option<sentry::ClientInitGuard> {
+    let dsn = settings.sentry_dsn.expose();
+    if dsn.is_empty() {
+        return None;
+    }
+    let mut options = sentry::ClientOptions::default();
+    options.release = Some(env!("CARGO_PKG_VERSION").into());
+    options.send_default_pii = false;
+    Some(sentry::init((dsn.to_string(), options)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_lines_carry_the_contract_fields() {
+        let buf = Arc::new(Mutex::new(Vec::new()));
+        let settings = TelemetrySettings {
+            log_format: LogFormat::Json,
+            log_level: "info".into(),
+            sentry_dsn: Default::default(),
+            sentry_dsn_file: None,
+        };
+        let log = build_logger(&settings, LogSink::Buffer(buf.clone()));
+        slog::info!(log, "hello"; "request_id" => "r1");
+        slog::debug!(log, "hidden");
+        let text = String::from_utf8(buf.lock().map(|b| b.clone()).unwrap_or_default())
+            .unwrap_or_default();
+        let line: serde_json::Value =
+            serde_json::from_str(text.lines().next().unwrap_or("{}")).unwrap_or_default();
+        for k in ["ts", "level", "msg", "module", "request_id"] {
+            assert!(line.get(k).is_some(), "missing {k} in {text}");
+        }
+        assert_eq!(text.lines().count(), 1);
+    }
+}

@@ -1,0 +1,160 @@
+//! The HD wallet: BIP-39 seed, BIP-32 derivation at `m/44'/60'/{account}'/0/{index}`.
+//!
+//! Deposit addresses need only public derivation below the account's external chain
+//! (`m/44'/60'/{account}'/0`), so that extended public key is derived once per account and
+//! cached; a new address then costs one non-hardened child derivation. The seed is kept in
+//! zeroizing memory and is never logged or returned.
+
+use std::collections::HashMap;
+use std::sync::RwLock;
+
+use alloy::primitives::{keccak256, Address};
+use bip32::{ChildNumber, DerivationPath, XPrv, XPub};
+use zeroize::Zeroizing;
+
+/// Wallet failures. None of them carry key material.
+#[derive(Debug, thiserror::Error)]
+pub enum WalletError {
+    /// The mnemonic is not valid BIP-39.
+    #[error("invalid BIP-39 mnemonic")]
+    InvalidMnemonic,
+    /// An account or index outside the non-hardened range.
+    #[error("derivation index out of range")]
+    IndexOutOfRange,
+    /// A BIP-32 derivation failed (astronomically unlikely).
+    #[error("key derivation failed")]
+    Derivation,
+}
+
+/// Derives deposit addresses (and, for sweeping, signing keys) from one seed.
+pub struct HdWallet {
+    seed: Zeroizing<[u8; 64]>,
+    accounts: RwLock<HashMap<u32, XPub>>,
+}
+
+impl std::fmt::Debug for HdWallet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("HdWallet([redacted])")
+    }
+}
+
+impl HdWallet {
+    /// Builds the wallet from a BIP-39 English mnemonic and optional passphrase.
+    pub fn from_mnemonic(phrase: &str, passphrase: &str) -> Result<Self, WalletError> {
+        let m = bip39::Mnemonic::parse_normalized(phrase).map_err(|_| WalletError::InvalidMnemonic)?;
+        let seed = Zeroizing::new(m.to_seed_normalized(passphrase));
+        Ok(Self {
+            seed,
+            accounts: RwLock::new(HashMap::new()),
+        })
+    }
+
+    /// A fresh random 12-word mnemonic (for `ctrip dev`).
+    pub fn generate_mnemonic() -> Zeroizing<String> {
+        let mut entropy = Zeroizing::new([0u8; 16]);
+        rand::fill(&mut entropy[..]);
+        // 16 bytes is always a valid BIP-39 entropy length.
+        #[allow(clippy::expect_used)]
+        let m = bip39::Mnemonic::from_entropy(&entropy[..]).expect("16 bytes is valid entropy");
+        Zeroizing::new(m.to_string())
+    }
+
+    fn path(account: u32, tail: &str) -> Result<DerivationPath, WalletError> {
+        if account >= ChildNumber::HARDENED_FLAG {
+            return Err(WalletError::IndexOutOfRange);
+        }
+        format!("m/44'/60'/{account}'/0{tail}")
+            .parse()
+            .map_err(|_| WalletError::Derivation)
+    }
+
+    fn account_xpub(&self, account: u32) -> Result<XPub, WalletError> {
+        if let Ok(cache) = self.accounts.read() {
+            if let Some(x) = cache.get(&account) {
+                return Ok(x.clone());
+            }
+        }
+        let xprv = XPrv::derive_from_path(&self.seed[..], &Self::path(account, "")?)
+            .map_err(|_| WalletError::Derivation)?;
+        let xpub = xprv.public_key();
+        if let Ok(mut cache) = self.accounts.write() {
+            cache.insert(account, xpub.clone());
+        }
+        Ok(xpub)
+    }
+
+    /// The EIP-55 deposit address at `m/44'/60'/{account}'/0/{index}`.
+    pub fn deposit_address(&self, account: u32, index: u32) -> Result<Address, WalletError> {
+        let child = ChildNumber::new(index, false).map_err(|_| WalletError::IndexOutOfRange)?;
+        let xpub = self
+            .account_xpub(account)?
+            .derive_child(child)
+            .map_err(|_| WalletError::Derivation)?;
+        Ok(address_of(xpub.public_key()))
+    }
+
+    /// The private key at `m/44'/60'/{account}'/0/{index}`, for signing sweeps.
+    pub fn signing_key(
+        &self,
+        account: u32,
+        index: u32,
+    ) -> Result<Zeroizing<[u8; 32]>, WalletError> {
+        if index >= ChildNumber::HARDENED_FLAG {
+            return Err(WalletError::IndexOutOfRange);
+        }
+        let xprv = XPrv::derive_from_path(&self.seed[..], &Self::path(account, &format!("/{index}"))?)
+            .map_err(|_| WalletError::Derivation)?;
+        Ok(Zeroizing::new(xprv.to_bytes()))
+    }
+}
+
+/// Ethereum address of a secp256k1 public key: the last 20 bytes of keccak256(x || y).
+fn address_of(key: &k256::ecdsa::VerifyingKey) -> Address {
+    let point = key.to_encoded_point(false);
+    let hash = keccak256(&point.as_bytes()[1..]);
+    Address::from_slice(&hash[12..])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TEST_MNEMONIC: &str = "test test test test test test test test test test test junk";
+
+    #[test]
+    fn test_mnemonic_gives_anvils_default_accounts() {
+        let w = HdWallet::from_mnemonic(TEST_MNEMONIC, "").expect("valid");
+        assert_eq!(
+            w.deposit_address(0, 0).expect("derive").to_checksum(None),
+            "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266"
+        );
+        assert_eq!(
+            w.deposit_address(0, 1).expect("derive").to_checksum(None),
+            "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"
+        );
+    }
+
+    #[test]
+    fn signing_key_matches_the_address() {
+        let w = HdWallet::from_mnemonic(TEST_MNEMONIC, "").expect("valid");
+        let sk = w.signing_key(0, 0).expect("derive");
+        assert_eq!(
+            hex::encode(&sk[..]),
+            "ac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"
+        );
+    }
+
+    #[test]
+    fn accounts_are_separate_and_debug_is_redacted() {
+        let w = HdWallet::from_mnemonic(TEST_MNEMONIC, "").expect("valid");
+        assert_ne!(w.deposit_address(0, 0).ok(), w.deposit_address(1, 0).ok());
+        assert!(!format!("{w:?}").contains("test"));
+        assert!(w.deposit_address(0, 1 << 31).is_err());
+    }
+
+    #[test]
+    fn generated_mnemonics_are_valid() {
+        let m = HdWallet::generate_mnemonic();
+        assert!(HdWallet::from_mnemonic(&m, "").is_ok());
+    }
+}
