@@ -10,10 +10,10 @@ use uuid::Uuid;
 use crate::app::{shutdown_signal, Application};
 use crate::config::{ChainSettings, RpcUrl, Secret, Settings, StartBlock};
 use crate::devnet::{Anvil, TempPostgres};
+use crate::ops;
 use crate::store::Store;
 use crate::telemetry::{build_logger, init_sentry, LogSink};
 use crate::wallet::HdWallet;
-use crate::ops;
 
 /// cTrip Gateway: a self-hosted multi-chain EVM payment gateway.
 #[derive(Parser)]
@@ -93,7 +93,10 @@ enum ConfigCommand {
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -117,7 +120,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let settings = Settings::load(config)?;
             let store = Store::new(&settings.database)?;
             store.migrate().await?;
-            println!("migrations applied; schema at version {}", Store::latest_migration());
+            println!(
+                "migrations applied; schema at version {}",
+                Store::latest_migration()
+            );
             Ok(())
         }
         Command::Dev { port } => dev(config, port).await,
@@ -128,7 +134,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let created = ops::create_merchant(&store, &name).await?;
             println!("merchant_id: {}", created.merchant.id);
             println!("api_key_id:  {}", created.key_id);
-            println!("api_key:     {}   (shown once; store it now)", created.api_key);
+            println!(
+                "api_key:     {}   (shown once; store it now)",
+                created.api_key
+            );
             Ok(())
         }
         Command::Apikey {

@@ -477,7 +477,14 @@ impl Settings {
             ));
         }
         let p = &self.payments;
-        if p.default_expires_in_seconds < 60 || p.default_expires_in_seconds > p.max_expires_in_seconds
+        if p.max_expires_in_seconds > 366 * 86_400 {
+            return Err(ConfigError::invalid(
+                "payments.max_expires_in_seconds",
+                "must be at most one year (31622400)",
+            ));
+        }
+        if p.default_expires_in_seconds < 60
+            || p.default_expires_in_seconds > p.max_expires_in_seconds
         {
             return Err(ConfigError::invalid(
                 "payments.default_expires_in_seconds",
@@ -512,10 +519,9 @@ impl Settings {
             let key = |k: &str| format!("chains[{i}].{k}");
             let name_ok = !c.name.is_empty()
                 && c.name.len() <= 32
-                && c
-                    .name
-                    .bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+                && c.name.bytes().all(|b| {
+                    b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_'
+                });
             if !name_ok {
                 return Err(ConfigError::invalid(
                     key("name"),
@@ -552,7 +558,10 @@ impl Settings {
                 ));
             }
             if c.block_time_ms == 0 {
-                return Err(ConfigError::invalid(key("block_time_ms"), "must be positive"));
+                return Err(ConfigError::invalid(
+                    key("block_time_ms"),
+                    "must be positive",
+                ));
             }
             if let Some(t) = &c.treasury {
                 if Address::from_str(t).is_err() {
@@ -570,7 +579,10 @@ impl Settings {
                 if t.symbol.is_empty()
                     || t.symbol.len() > 16
                     || sym == "native"
-                    || !t.symbol.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.')
+                    || !t
+                        .symbol
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'.')
                     || !symbols.insert(sym)
                 {
                     return Err(ConfigError::invalid(
@@ -597,10 +609,9 @@ impl Settings {
 
     /// The parsed listen address.
     pub fn server_bind(&self) -> Result<SocketAddr, ConfigError> {
-        self.server
-            .bind
-            .parse()
-            .map_err(|_| ConfigError::invalid("server.bind", "must be host:port, e.g. 127.0.0.1:8080"))
+        self.server.bind.parse().map_err(|_| {
+            ConfigError::invalid("server.bind", "must be host:port, e.g. 127.0.0.1:8080")
+        })
     }
 
     /// The configuration as TOML with every secret redacted, for `ctrip config check`.
@@ -622,7 +633,8 @@ mod tests {
         let mut s = Settings::load_layers(Path::new("config"), None, None, false)
             .expect("embedded defaults load");
         s.database.url = Secret::new("postgres://u:hunter2@127.0.0.1:5432/db");
-        s.wallet.mnemonic = Secret::new("test test test test test test test test test test test junk");
+        s.wallet.mnemonic =
+            Secret::new("test test test test test test test test test test test junk");
         s.admin.token = Secret::new("0123456789abcdef0123");
         s
     }
@@ -641,7 +653,11 @@ mod tests {
         assert!(!e.contains('\n'));
         let mut s = base();
         s.admin.token = Secret::default();
-        assert!(s.validate().unwrap_err().to_string().contains("admin.token"));
+        assert!(s
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("admin.token"));
     }
 
     #[test]
@@ -672,6 +688,32 @@ mod tests {
         assert!(!out.contains("0123456789abcdef"), "{out}");
         assert!(!out.contains("SECRETKEY"), "{out}");
         assert!(out.contains("rpc.example.com"));
+    }
+
+    #[test]
+    fn shipped_configs_load_and_validate() {
+        for (env, file) in [
+            ("docker", None),
+            ("dev", None),
+            ("test", None),
+            ("x", Some("config/example.toml")),
+        ] {
+            let mut s =
+                Settings::load_layers(Path::new("config"), Some(env), file.map(Path::new), false)
+                    .unwrap_or_else(|e| panic!("{env}: {e}"));
+            s.database.url = Secret::new("postgres://u@127.0.0.1/db");
+            s.wallet.mnemonic =
+                Secret::new("test test test test test test test test test test test junk");
+            s.admin.token = Secret::new("0123456789abcdef0123");
+            s.database.url_file = None;
+            s.wallet.mnemonic_file = None;
+            s.admin.token_file = None;
+            s.validate().unwrap_or_else(|e| panic!("{env}: {e}"));
+        }
+        let s =
+            Settings::load_layers(Path::new("config"), Some("docker"), None, false).expect("loads");
+        assert_eq!(s.chains[0].start_block, StartBlock::Number(0));
+        assert_eq!(s.server.bind, "0.0.0.0:8080");
     }
 
     #[test]

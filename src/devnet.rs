@@ -26,10 +26,18 @@ fn pg_bindir() -> anyhow::Result<PathBuf> {
         return Ok(PathBuf::from(dir));
     }
     let mut candidates: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
-        .map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.path().join("bin")).collect())
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .map(|e| e.path().join("bin"))
+                .collect()
+        })
         .unwrap_or_default();
     candidates.sort();
-    if let Some(dir) = candidates.into_iter().rev().find(|d| d.join("initdb").exists()) {
+    if let Some(dir) = candidates
+        .into_iter()
+        .rev()
+        .find(|d| d.join("initdb").exists())
+    {
         return Ok(dir);
     }
     for dir in std::env::var("PATH").unwrap_or_default().split(':') {
@@ -113,7 +121,10 @@ impl TempPostgres {
         if !out.status.success() {
             bail!(
                 "{tool} failed: {}",
-                String::from_utf8_lossy(&out.stderr).lines().last().unwrap_or("")
+                String::from_utf8_lossy(&out.stderr)
+                    .lines()
+                    .last()
+                    .unwrap_or("")
             );
         }
         Ok(())
@@ -205,10 +216,16 @@ impl Anvil {
     pub async fn start(block_time: Option<u64>) -> anyhow::Result<Self> {
         let port = free_port()?;
         let mut cmd = Command::new(anvil_bin()?);
-        cmd.args(["--host", "127.0.0.1", "--port", &port.to_string(), "--silent"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
+        cmd.args([
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &port.to_string(),
+            "--silent",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
         if let Some(t) = block_time {
             cmd.args(["--block-time", &t.to_string()]);
         }
@@ -219,7 +236,9 @@ impl Anvil {
         loop {
             let r = client
                 .post(anvil.url())
-                .json(&serde_json::json!({"jsonrpc":"2.0","id":1,"method":"eth_chainId","params":[]}))
+                .json(
+                    &serde_json::json!({"jsonrpc":"2.0","id":1,"method":"eth_chainId","params":[]}),
+                )
                 .send()
                 .await;
             if matches!(r, Ok(ref resp) if resp.status().is_success()) {

@@ -41,7 +41,8 @@ impl std::fmt::Debug for HdWallet {
 impl HdWallet {
     /// Builds the wallet from a BIP-39 English mnemonic and optional passphrase.
     pub fn from_mnemonic(phrase: &str, passphrase: &str) -> Result<Self, WalletError> {
-        let m = bip39::Mnemonic::parse_normalized(phrase).map_err(|_| WalletError::InvalidMnemonic)?;
+        let m =
+            bip39::Mnemonic::parse_normalized(phrase).map_err(|_| WalletError::InvalidMnemonic)?;
         let seed = Zeroizing::new(m.to_seed_normalized(passphrase));
         Ok(Self {
             seed,
@@ -102,8 +103,9 @@ impl HdWallet {
         if index >= ChildNumber::HARDENED_FLAG {
             return Err(WalletError::IndexOutOfRange);
         }
-        let xprv = XPrv::derive_from_path(&self.seed[..], &Self::path(account, &format!("/{index}"))?)
-            .map_err(|_| WalletError::Derivation)?;
+        let xprv =
+            XPrv::derive_from_path(&self.seed[..], &Self::path(account, &format!("/{index}"))?)
+                .map_err(|_| WalletError::Derivation)?;
         Ok(Zeroizing::new(xprv.to_bytes()))
     }
 }

@@ -18,10 +18,12 @@ pub struct Merchant {
 /// Authenticates the request. Unknown, malformed and mismatching keys get the same answer,
 /// so the response tells an attacker nothing about which prefixes exist.
 pub async fn authenticate(state: &AppState, req: &ApiRequest) -> Result<Merchant, ApiError> {
-    let header = req
-        .headers
-        .get(warp::http::header::AUTHORIZATION)
-        .ok_or(ApiError::Authentication("missing API key: send Authorization: Bearer <key>"))?;
+    let header =
+        req.headers
+            .get(warp::http::header::AUTHORIZATION)
+            .ok_or(ApiError::Authentication(
+                "missing API key: send Authorization: Bearer <key>",
+            ))?;
     let raw = header
         .to_str()
         .ok()

@@ -47,7 +47,11 @@ pub async fn list(state: &AppState, req: &ApiRequest) -> ApiResult {
                 assets.push(AssetObject {
                     asset: &t.symbol,
                     symbol: &t.symbol,
-                    contract: t.address.parse::<alloy::primitives::Address>().ok().map(|a| a.to_checksum(None)),
+                    contract: t
+                        .address
+                        .parse::<alloy::primitives::Address>()
+                        .ok()
+                        .map(|a| a.to_checksum(None)),
                     decimals: t.decimals,
                 });
             }
@@ -61,5 +65,11 @@ pub async fn list(state: &AppState, req: &ApiRequest) -> ApiResult {
             }
         })
         .collect();
-    json(StatusCode::OK, &ChainList { object: "list", data })
+    json(
+        StatusCode::OK,
+        &ChainList {
+            object: "list",
+            data,
+        },
+    )
 }

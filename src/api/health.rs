@@ -9,7 +9,11 @@ use crate::store::Store;
 
 fn health_json(status: StatusCode, body: serde_json::Value) -> ApiResult {
     let bytes = serde_json::to_vec(&body).map_err(|e| super::ApiError::Internal(e.into()))?;
-    Ok(bytes_response(status, "application/health+json", bytes.into()))
+    Ok(bytes_response(
+        status,
+        "application/health+json",
+        bytes.into(),
+    ))
 }
 
 /// Liveness: the process answers. No external checks, so a database outage never gets the
@@ -22,14 +26,20 @@ pub async fn live(_state: &AppState) -> ApiResult {
 pub async fn ready(state: &AppState) -> ApiResult {
     let expected = Store::latest_migration();
     let (status, output) = match state.store.ping().await {
-        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "database unreachable".to_string()),
+        Err(_) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "database unreachable".to_string(),
+        ),
         Ok(_) => match state.store.applied_migration().await {
             Ok(Some(v)) if v >= expected => (StatusCode::OK, String::new()),
             Ok(v) => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 format!("schema at version {}, expected {expected}", v.unwrap_or(0)),
             ),
-            Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "database unreachable".to_string()),
+            Err(_) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "database unreachable".to_string(),
+            ),
         },
     };
     if status == StatusCode::OK {

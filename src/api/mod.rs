@@ -84,18 +84,28 @@ fn bytes_response(status: StatusCode, content_type: &'static str, body: Bytes) -
 pub fn routes(
     state: AppState,
 ) -> impl Filter<Extract = (Response<Bytes>,), Error = Infallible> + Clone {
-    let query = warp::query::raw()
-        .or(warp::any().map(String::new))
-        .unify();
+    let query = warp::query::raw().or(warp::any().map(String::new)).unify();
     warp::method()
         .and(warp::path::full())
         .and(query)
         .and(warp::header::headers_cloned())
         .and(warp::body::stream())
-        .then(move |method, path: warp::path::FullPath, query, headers, body| {
-            let state = state.clone();
-            async move { handle(state, method, path.as_str().to_string(), query, headers, body).await }
-        })
+        .then(
+            move |method, path: warp::path::FullPath, query, headers, body| {
+                let state = state.clone();
+                async move {
+                    handle(
+                        state,
+                        method,
+                        path.as_str().to_string(),
+                        query,
+                        headers,
+                        body,
+                    )
+                    .await
+                }
+            },
+        )
         .recover(|_| async { Ok::<_, Infallible>(fallback_response()) })
         .unify()
 }
@@ -105,7 +115,9 @@ fn fallback_response() -> Response<Bytes> {
     bytes_response(
         StatusCode::BAD_REQUEST,
         "application/json",
-        Bytes::from_static(br#"{"error":{"type":"invalid_request","message":"malformed request"}}"#),
+        Bytes::from_static(
+            br#"{"error":{"type":"invalid_request","message":"malformed request"}}"#,
+        ),
     )
 }
 
@@ -185,8 +197,10 @@ where
             match &e {
                 ApiError::Internal(cause) => slog::error!(state.log, "request failed";
                     "request_id" => &rid, "route" => route, "error" => format!("{cause:#}")),
-                ApiError::Unavailable => slog::warn!(state.log, "request failed: database unavailable";
-                    "request_id" => &rid, "route" => route),
+                ApiError::Unavailable => {
+                    slog::warn!(state.log, "request failed: database unavailable";
+                    "request_id" => &rid, "route" => route)
+                }
                 _ => slog::debug!(state.log, "request refused";
                     "request_id" => &rid, "route" => route, "status" => status.as_u16()),
             }
@@ -241,10 +255,21 @@ async fn dispatch(state: &AppState, req: &ApiRequest) -> (&'static str, ApiResul
             Method::GET => ("/v1/payments", payments::list(state, req).await),
             _ => ("/v1/payments", Err(ApiError::MethodNotAllowed)),
         },
-        ["v1", "payments", id] => only!("/v1/payments/{id}", Method::GET, payments::get(state, req, id)),
+        ["v1", "payments", id] => only!(
+            "/v1/payments/{id}",
+            Method::GET,
+            payments::get(state, req, id)
+        ),
         ["v1", "payments", id, "cancel"] => {
-            only!("/v1/payments/{id}/cancel", Method::POST, payments::cancel(state, req, id))
+            only!(
+                "/v1/payments/{id}/cancel",
+                Method::POST,
+                payments::cancel(state, req, id)
+            )
         }
-        _ => ("unmatched", Err(ApiError::NotFound("no such endpoint".into()))),
+        _ => (
+            "unmatched",
+            Err(ApiError::NotFound("no such endpoint".into())),
+        ),
     }
 }

@@ -50,11 +50,18 @@ pub struct CreateParams {
     pub confirmations: u32,
 }
 
-fn required_str<'a>(obj: &'a Map<String, Value>, key: &str, hint: &str) -> Result<&'a str, ApiError> {
+fn required_str<'a>(
+    obj: &'a Map<String, Value>,
+    key: &str,
+    hint: &str,
+) -> Result<&'a str, ApiError> {
     match obj.get(key) {
         None | Some(Value::Null) => Err(ApiError::param(key, format!("{key} is required"))),
         Some(Value::String(s)) => Ok(s),
-        Some(_) => Err(ApiError::param(key, format!("{key} must be a string{hint}"))),
+        Some(_) => Err(ApiError::param(
+            key,
+            format!("{key} must be a string{hint}"),
+        )),
     }
 }
 
@@ -65,7 +72,10 @@ fn optional_u64(obj: &Map<String, Value>, key: &str) -> Result<Option<u64>, ApiE
             .as_u64()
             .map(Some)
             .ok_or_else(|| ApiError::param(key, format!("{key} must be a positive integer"))),
-        Some(_) => Err(ApiError::param(key, format!("{key} must be a positive integer"))),
+        Some(_) => Err(ApiError::param(
+            key,
+            format!("{key} must be a positive integer"),
+        )),
     }
 }
 
@@ -103,7 +113,10 @@ pub fn parse_create(
         .as_object()
         .ok_or_else(|| ApiError::invalid("the body must be a JSON object"))?;
     if let Some(unknown) = obj.keys().find(|k| !CREATE_FIELDS.contains(&k.as_str())) {
-        return Err(ApiError::param(unknown, format!("unknown parameter {unknown}")));
+        return Err(ApiError::param(
+            unknown,
+            format!("unknown parameter {unknown}"),
+        ));
     }
     let chain_name = required_str(obj, "chain", "")?;
     let chain = chains
@@ -117,7 +130,10 @@ pub fn parse_create(
     let amount_raw = parse_units(amount, asset.decimals).map_err(|e| {
         let msg = match e {
             AmountError::TooManyDecimals(d) => {
-                format!("amount has more than {d} decimal places for {}", asset.symbol)
+                format!(
+                    "amount has more than {d} decimal places for {}",
+                    asset.symbol
+                )
             }
             other => other.to_string(),
         };
@@ -180,7 +196,11 @@ fn parse_json_body(req: &ApiRequest) -> Result<Value, ApiError> {
         .headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .map(|v| v.trim_start().to_ascii_lowercase().starts_with("application/json"))
+        .map(|v| {
+            v.trim_start()
+                .to_ascii_lowercase()
+                .starts_with("application/json")
+        })
         .unwrap_or(false);
     if !is_json {
         return Err(ApiError::invalid("Content-Type must be application/json"));
@@ -218,8 +238,10 @@ fn replay(status: u16, body: Vec<u8>, state: &AppState) -> ApiResult {
     state.metrics.idempotent_replays.inc();
     let status = StatusCode::from_u16(status).map_err(|e| ApiError::Internal(e.into()))?;
     let mut r = bytes_response(status, "application/json", body.into());
-    r.headers_mut()
-        .insert("idempotent-replayed", header::HeaderValue::from_static("true"));
+    r.headers_mut().insert(
+        "idempotent-replayed",
+        header::HeaderValue::from_static("true"),
+    );
     Ok(r)
 }
 
@@ -249,8 +271,17 @@ pub async fn create(state: &AppState, req: &ApiRequest) -> ApiResult {
         }
     }
     let index = next_derivation_index(&tx, merchant.account_index).await?;
-    let address = state.wallet.deposit_address(merchant.account_index, index)?;
+    let address = state
+        .wallet
+        .deposit_address(merchant.account_index, index)?;
     let now = Utc::now();
+    // expires_in is bounded by validated settings, so this cannot overflow in practice;
+    // still, an overflow is a 400, never a panic.
+    let expires_at = i64::try_from(params.expires_in)
+        .ok()
+        .and_then(Duration::try_seconds)
+        .and_then(|d| now.checked_add_signed(d))
+        .ok_or_else(|| ApiError::param("expires_in", "expires_in is too large"))?;
     let new = NewPayment {
         id: Uuid::now_v7(),
         merchant_id: merchant.id,
@@ -264,11 +295,12 @@ pub async fn create(state: &AppState, req: &ApiRequest) -> ApiResult {
         order_id: params.order_id,
         metadata: params.metadata,
         created_at: now,
-        expires_at: now + Duration::seconds(i64::try_from(params.expires_in).unwrap_or(i64::MAX)),
+        expires_at,
     };
     store::insert(&tx, &new).await?;
     let payment = pending_payment(new);
-    let bytes = serde_json::to_vec(&payment.to_object(None)).map_err(|e| ApiError::Internal(e.into()))?;
+    let bytes =
+        serde_json::to_vec(&payment.to_object(None)).map_err(|e| ApiError::Internal(e.into()))?;
     if let Some(key) = &key {
         idempotency::complete(&tx, merchant.id, key, 201, &bytes).await?;
     }
@@ -281,7 +313,11 @@ pub async fn create(state: &AppState, req: &ApiRequest) -> ApiResult {
         .inc();
     slog::info!(state.log, "payment created";
         "request_id" => &req.request_id, "payment_id" => %payment.id, "chain" => &payment.chain);
-    Ok(bytes_response(StatusCode::CREATED, "application/json", bytes.into()))
+    Ok(bytes_response(
+        StatusCode::CREATED,
+        "application/json",
+        bytes.into(),
+    ))
 }
 
 /// The aggregate of a payment that was just inserted, without reading it back.
@@ -329,7 +365,10 @@ pub async fn get(state: &AppState, req: &ApiRequest, id: &str) -> ApiResult {
     let payment = store::get(&client, merchant.id, id)
         .await?
         .ok_or_else(|| ApiError::NotFound("no such payment".into()))?;
-    json(StatusCode::OK, &payment.to_object(head_of(state, &payment.chain)))
+    json(
+        StatusCode::OK,
+        &payment.to_object(head_of(state, &payment.chain)),
+    )
 }
 
 #[derive(Serialize)]
@@ -441,7 +480,8 @@ pub async fn cancel(state: &AppState, req: &ApiRequest, id: &str) -> ApiResult {
         "payment.canceled",
     )
     .await?;
-    let bytes = serde_json::to_vec(&payment.to_object(None)).map_err(|e| ApiError::Internal(e.into()))?;
+    let bytes =
+        serde_json::to_vec(&payment.to_object(None)).map_err(|e| ApiError::Internal(e.into()))?;
     if let Some(key) = &key {
         idempotency::complete(&tx, merchant.id, key, 200, &bytes).await?;
     }
@@ -454,7 +494,11 @@ pub async fn cancel(state: &AppState, req: &ApiRequest, id: &str) -> ApiResult {
         .inc();
     slog::info!(state.log, "payment canceled";
         "request_id" => &req.request_id, "payment_id" => %id, "chain" => &payment.chain);
-    Ok(bytes_response(StatusCode::OK, "application/json", bytes.into()))
+    Ok(bytes_response(
+        StatusCode::OK,
+        "application/json",
+        bytes.into(),
+    ))
 }
 
 #[cfg(test)]
@@ -519,19 +563,55 @@ mod tests {
     #[test]
     fn refusals_name_the_parameter() {
         let cases = [
-            (json!({"chain": "eth", "asset": "native", "amount": "0"}), "amount"),
-            (json!({"chain": "eth", "asset": "native", "amount": "-1"}), "amount"),
-            (json!({"chain": "eth", "asset": "USDC", "amount": "1.0000001"}), "amount"),
-            (json!({"chain": "eth", "asset": "native", "amount": 5}), "amount"),
-            (json!({"chain": "eth", "asset": "native", "amount": "lots"}), "amount"),
+            (
+                json!({"chain": "eth", "asset": "native", "amount": "0"}),
+                "amount",
+            ),
+            (
+                json!({"chain": "eth", "asset": "native", "amount": "-1"}),
+                "amount",
+            ),
+            (
+                json!({"chain": "eth", "asset": "USDC", "amount": "1.0000001"}),
+                "amount",
+            ),
+            (
+                json!({"chain": "eth", "asset": "native", "amount": 5}),
+                "amount",
+            ),
+            (
+                json!({"chain": "eth", "asset": "native", "amount": "lots"}),
+                "amount",
+            ),
             (json!({"chain": "eth", "asset": "native"}), "amount"),
-            (json!({"chain": "nope", "asset": "native", "amount": "1"}), "chain"),
-            (json!({"chain": "eth", "asset": "DOGE", "amount": "1"}), "asset"),
-            (json!({"chain": "eth", "asset": "native", "amount": "1", "x": 1}), "x"),
-            (json!({"chain": "eth", "asset": "native", "amount": "1", "expires_in": 5}), "expires_in"),
-            (json!({"chain": "eth", "asset": "native", "amount": "1", "confirmations": 0}), "confirmations"),
-            (json!({"chain": "eth", "asset": "native", "amount": "1", "metadata": [1]}), "metadata"),
-            (json!({"chain": "eth", "asset": "native", "amount": "1", "order_id": 7}), "order_id"),
+            (
+                json!({"chain": "nope", "asset": "native", "amount": "1"}),
+                "chain",
+            ),
+            (
+                json!({"chain": "eth", "asset": "DOGE", "amount": "1"}),
+                "asset",
+            ),
+            (
+                json!({"chain": "eth", "asset": "native", "amount": "1", "x": 1}),
+                "x",
+            ),
+            (
+                json!({"chain": "eth", "asset": "native", "amount": "1", "expires_in": 5}),
+                "expires_in",
+            ),
+            (
+                json!({"chain": "eth", "asset": "native", "amount": "1", "confirmations": 0}),
+                "confirmations",
+            ),
+            (
+                json!({"chain": "eth", "asset": "native", "amount": "1", "metadata": [1]}),
+                "metadata",
+            ),
+            (
+                json!({"chain": "eth", "asset": "native", "amount": "1", "order_id": 7}),
+                "order_id",
+            ),
         ];
         for (body, param) in cases {
             assert_eq!(param_of(body.clone()).as_deref(), Some(param), "{body}");
@@ -543,7 +623,15 @@ mod tests {
         let f = parse_list_query("status=pending&limit=5", &chains()).expect("valid");
         assert_eq!(f.limit, 5);
         assert_eq!(f.status, Some(PaymentStatus::Pending));
-        for bad in ["limit=0", "limit=101", "status=paid", "chain=x", "starting_after=1", "foo=1", "limit=1&limit=2"] {
+        for bad in [
+            "limit=0",
+            "limit=101",
+            "status=paid",
+            "chain=x",
+            "starting_after=1",
+            "foo=1",
+            "limit=1&limit=2",
+        ] {
             assert!(parse_list_query(bad, &chains()).is_err(), "{bad}");
         }
     }

@@ -94,7 +94,10 @@ mod tests {
     #[test]
     fn parses_and_formats() {
         assert_eq!(parse_units("12.5", 6), Ok(U256::from(12_500_000u64)));
-        assert_eq!(parse_units("1", 18), Ok(U256::from(10u64).pow(U256::from(18))));
+        assert_eq!(
+            parse_units("1", 18),
+            Ok(U256::from(10u64).pow(U256::from(18)))
+        );
         assert_eq!(parse_units("0.000001", 6), Ok(U256::from(1u64)));
         assert_eq!(parse_units("007", 0), Ok(U256::from(7u64)));
         assert_eq!(format_units(U256::from(12_500_000u64), 6), "12.5");
@@ -109,8 +112,13 @@ mod tests {
         assert_eq!(parse_units("0", 6), Err(AmountError::Zero));
         assert_eq!(parse_units("0.000", 6), Err(AmountError::Zero));
         assert_eq!(parse_units("-1", 6), Err(AmountError::Negative));
-        assert_eq!(parse_units("1.0000001", 6), Err(AmountError::TooManyDecimals(6)));
-        for bad in ["abc", "1.", ".5", "1e5", " 1", "1,5", "+1", "0x10", "1.2.3", "١"] {
+        assert_eq!(
+            parse_units("1.0000001", 6),
+            Err(AmountError::TooManyDecimals(6))
+        );
+        for bad in [
+            "abc", "1.", ".5", "1e5", " 1", "1,5", "+1", "0x10", "1.2.3", "١",
+        ] {
             assert_eq!(parse_units(bad, 6), Err(AmountError::Malformed), "{bad}");
         }
     }

@@ -43,7 +43,9 @@ pub fn hash_key(raw: &str) -> [u8; 32] {
 pub fn lookup_prefix(raw: &str) -> Option<&str> {
     let ok = raw.len() == KEY_PREFIX.len() + RANDOM_LEN
         && raw.starts_with(KEY_PREFIX)
-        && raw[KEY_PREFIX.len()..].bytes().all(|b| b.is_ascii_alphanumeric());
+        && raw[KEY_PREFIX.len()..]
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric());
     ok.then(|| &raw[..LOOKUP_PREFIX_LEN])
 }
 

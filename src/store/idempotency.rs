@@ -36,7 +36,10 @@ pub async fn claim(
              ON CONFLICT DO NOTHING",
         )
         .await?;
-    if c.execute(&insert, &[&merchant_id, &key, &request_hash]).await? == 1 {
+    if c.execute(&insert, &[&merchant_id, &key, &request_hash])
+        .await?
+        == 1
+    {
         return Ok(Claim::New);
     }
     let row = c
@@ -77,16 +80,19 @@ pub async fn complete(
         )
         .await?;
     let status = i16::try_from(status).map_err(|_| StoreError::Corrupt("idempotency_keys"))?;
-    c.execute(&stmt, &[&merchant_id, &key, &status, &body]).await?;
+    c.execute(&stmt, &[&merchant_id, &key, &status, &body])
+        .await?;
     Ok(())
 }
 
 /// Deletes keys older than `max_age_hours`; returns how many.
-pub async fn purge_older_than(c: &impl GenericClient, max_age_hours: i32) -> Result<u64, StoreError> {
-    Ok(c
-        .execute(
-            "DELETE FROM idempotency_keys WHERE created_at < now() - make_interval(hours => $1)",
-            &[&max_age_hours],
-        )
-        .await?)
+pub async fn purge_older_than(
+    c: &impl GenericClient,
+    max_age_hours: i32,
+) -> Result<u64, StoreError> {
+    Ok(c.execute(
+        "DELETE FROM idempotency_keys WHERE created_at < now() - make_interval(hours => $1)",
+        &[&max_age_hours],
+    )
+    .await?)
 }

@@ -45,8 +45,7 @@ pub async fn create(c: &impl GenericClient, name: &str) -> Result<Merchant, Stor
 
 /// Whether a merchant exists.
 pub async fn exists(c: &impl GenericClient, id: Uuid) -> Result<bool, StoreError> {
-    Ok(c
-        .query_opt("SELECT 1 FROM merchants WHERE id = $1", &[&id])
+    Ok(c.query_opt("SELECT 1 FROM merchants WHERE id = $1", &[&id])
         .await?
         .is_some())
 }

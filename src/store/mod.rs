@@ -12,7 +12,9 @@ pub mod payments;
 use std::str::FromStr;
 use std::time::{Duration, Instant};
 
-use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod, Runtime};
+use deadpool_postgres::{
+    Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod, Runtime,
+};
 use tokio_postgres::NoTls;
 
 use crate::config::DatabaseSettings;
@@ -106,7 +108,10 @@ impl Store {
         let mut pg = tokio_postgres::Config::from_str(settings.url.expose())
             .map_err(|_| StoreError::BadUrl)?;
         pg.connect_timeout(Duration::from_millis(settings.connect_timeout_ms));
-        pg.options(format!("-c statement_timeout={}", settings.statement_timeout_ms));
+        pg.options(format!(
+            "-c statement_timeout={}",
+            settings.statement_timeout_ms
+        ));
         pg.application_name("ctrip");
         let mgr = Manager::from_config(
             pg,
@@ -136,13 +141,16 @@ impl Store {
     /// gateway processes from racing each other.
     pub async fn migrate(&self) -> Result<(), StoreError> {
         let mut obj = self.client().await?;
-        obj.batch_execute("SELECT pg_advisory_lock(7243001)").await?;
+        obj.batch_execute("SELECT pg_advisory_lock(7243001)")
+            .await?;
         let client: &mut tokio_postgres::Client = &mut obj;
         let result = embedded::migrations::runner()
             .run_async(client)
             .await
             .map_err(|e| StoreError::Migration(e.kind().to_string()));
-        let unlock = obj.batch_execute("SELECT pg_advisory_unlock(7243001)").await;
+        let unlock = obj
+            .batch_execute("SELECT pg_advisory_unlock(7243001)")
+            .await;
         result?;
         unlock?;
         Ok(())

@@ -230,7 +230,10 @@ fn from_row(row: &Row) -> Result<Payment, StoreError> {
                         .map(PaymentStatus::from_str)
                         .transpose()
                         .map_err(|_| StoreError::Corrupt("payment_history"))?,
-                    to: h.to.parse().map_err(|_| StoreError::Corrupt("payment_history"))?,
+                    to: h
+                        .to
+                        .parse()
+                        .map_err(|_| StoreError::Corrupt("payment_history"))?,
                     at: h.at,
                     reason: h.reason,
                 })
@@ -278,7 +281,14 @@ pub async fn list(
     let rows = c
         .query(
             &stmt,
-            &[&merchant_id, &status, &f.chain, &f.order_id, &f.starting_after, &limit],
+            &[
+                &merchant_id,
+                &status,
+                &f.chain,
+                &f.order_id,
+                &f.starting_after,
+                &limit,
+            ],
         )
         .await?;
     let has_more = rows.len() > f.limit as usize;
@@ -353,7 +363,15 @@ pub async fn transition(
     c.execute(
         "INSERT INTO events (id, merchant_id, payment_id, type, sequence, payload, created_at) \
          VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        &[&event_id, &merchant_id, &id, &event_type, &sequence, &payload, &now],
+        &[
+            &event_id,
+            &merchant_id,
+            &id,
+            &event_type,
+            &sequence,
+            &payload,
+            &now,
+        ],
     )
     .await?;
     Ok(payment)

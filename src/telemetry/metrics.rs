@@ -2,16 +2,16 @@
 //! registry; labels are bounded (route templates, never raw paths).
 
 use prometheus::{
-    Encoder, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
-    IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 // Metric names and label sets below are static and valid, so construction cannot fail;
 // a failure would be a programming error caught by the unit tests.
 #[allow(clippy::expect_used)]
 fn counter_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
-    let m = IntCounterVec::new(Opts::new(name, help).namespace("ctrip"), labels)
-        .expect("valid metric");
+    let m =
+        IntCounterVec::new(Opts::new(name, help).namespace("ctrip"), labels).expect("valid metric");
     let _ = r.register(Box::new(m.clone()));
     m
 }
@@ -25,8 +25,8 @@ fn counter(r: &Registry, name: &str, help: &str) -> IntCounter {
 
 #[allow(clippy::expect_used)]
 fn gauge_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
-    let m = IntGaugeVec::new(Opts::new(name, help).namespace("ctrip"), labels)
-        .expect("valid metric");
+    let m =
+        IntGaugeVec::new(Opts::new(name, help).namespace("ctrip"), labels).expect("valid metric");
     let _ = r.register(Box::new(m.clone()));
     m
 }
@@ -39,8 +39,16 @@ fn gauge(r: &Registry, name: &str, help: &str) -> IntGauge {
 }
 
 #[allow(clippy::expect_used)]
-fn histogram_vec(r: &Registry, name: &str, help: &str, labels: &[&str], buckets: Vec<f64>) -> HistogramVec {
-    let opts = HistogramOpts::new(name, help).namespace("ctrip").buckets(buckets);
+fn histogram_vec(
+    r: &Registry,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+    buckets: Vec<f64>,
+) -> HistogramVec {
+    let opts = HistogramOpts::new(name, help)
+        .namespace("ctrip")
+        .buckets(buckets);
     let m = HistogramVec::new(opts, labels).expect("valid metric");
     let _ = r.register(Box::new(m.clone()));
     m
@@ -49,7 +57,9 @@ fn histogram_vec(r: &Registry, name: &str, help: &str, labels: &[&str], buckets:
 /// Registers an unlabelled histogram.
 #[allow(clippy::expect_used)]
 pub fn histogram(r: &Registry, name: &str, help: &str, buckets: Vec<f64>) -> Histogram {
-    let opts = HistogramOpts::new(name, help).namespace("ctrip").buckets(buckets);
+    let opts = HistogramOpts::new(name, help)
+        .namespace("ctrip")
+        .buckets(buckets);
     let m = Histogram::with_opts(opts).expect("valid metric");
     let _ = r.register(Box::new(m.clone()));
     m
@@ -165,12 +175,23 @@ impl Metrics {
                 "payment_confirmation_latency_seconds",
                 "Time from detection to confirmation.",
                 &["chain"],
-                vec![1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0],
+                vec![
+                    1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0,
+                ],
             ),
         };
-        let chain_configured =
-            gauge_vec(r, "chain_configured", "1 for every configured chain.", &["chain"]);
-        let build_info = gauge_vec(r, "build_info", "Build information; always 1.", &["version"]);
+        let chain_configured = gauge_vec(
+            r,
+            "chain_configured",
+            "1 for every configured chain.",
+            &["chain"],
+        );
+        let build_info = gauge_vec(
+            r,
+            "build_info",
+            "Build information; always 1.",
+            &["version"],
+        );
         let idempotent_replays = counter(
             r,
             "idempotent_replays_total",
@@ -184,7 +205,10 @@ impl Metrics {
         }
         for chain in chains {
             chain_configured.with_label_values(&[chain.as_str()]).set(1);
-            payments.created.with_label_values(&[chain.as_str()]).inc_by(0);
+            payments
+                .created
+                .with_label_values(&[chain.as_str()])
+                .inc_by(0);
             for to in crate::domain::PaymentStatus::ALL {
                 payments
                     .transitions

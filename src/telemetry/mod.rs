@@ -62,22 +62,36 @@ pub fn build_logger(settings: &TelemetrySettings, sink: LogSink) -> Logger {
                 .add_default_keys()
                 .build();
             let drain = Mutex::new(json).ignore_res();
-            Logger::root(drain.filter_level(level).ignore_res(), o!("module" => module))
+            Logger::root(
+                drain.filter_level(level).ignore_res(),
+                o!("module" => module),
+            )
         }
         (LogSink::Stdout, LogFormat::Json) => {
-            let json = slog_json::Json::new(io::stdout()).add_default_keys().build();
+            let json = slog_json::Json::new(io::stdout())
+                .add_default_keys()
+                .build();
             let drain = slog_async::Async::new(json.ignore_res())
                 .chan_size(4096)
                 .overflow_strategy(slog_async::OverflowStrategy::DropAndReport)
                 .build()
                 .ignore_res();
-            Logger::root(drain.filter_level(level).ignore_res(), o!("module" => module))
+            Logger::root(
+                drain.filter_level(level).ignore_res(),
+                o!("module" => module),
+            )
         }
         (LogSink::Stdout, LogFormat::Pretty) => {
             let decorator = slog_term::TermDecorator::new().stdout().build();
             let fmt = slog_term::FullFormat::new(decorator).build().ignore_res();
-            let drain = slog_async::Async::new(fmt).chan_size(4096).build().ignore_res();
-            Logger::root(drain.filter_level(level).ignore_res(), o!("module" => module))
+            let drain = slog_async::Async::new(fmt)
+                .chan_size(4096)
+                .build()
+                .ignore_res();
+            Logger::root(
+                drain.filter_level(level).ignore_res(),
+                o!("module" => module),
+            )
         }
     }
 }

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Runs every test: unit tests, real-PostgreSQL + real-anvil integration tests, and the
+# Prometheus alert-rule tests. Installs whatever is missing first (scripts/setup.sh).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+eval "export $(scripts/setup.sh | tail -n 1)"
+echo "test database server: ${CTRIP_TEST_DATABASE_URL%%/postgres}" >&2
+
+# Databases left behind by earlier runs (each test creates its own).
+psql "$CTRIP_TEST_DATABASE_URL" -Atqc \
+  "SELECT format('DROP DATABASE IF EXISTS %I;', datname) FROM pg_database WHERE datname LIKE 'ctrip_test_%'" \
+  | psql "$CTRIP_TEST_DATABASE_URL" -q >/dev/null 2>&1 || true
+
+if [ -f config/prometheus/alerts_test.yml ]; then
+  promtool test rules config/prometheus/alerts_test.yml
+fi
+
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --workspace --no-fail-fast "$@"
+else
+  cargo test --workspace --no-fail-fast "$@"
+fi

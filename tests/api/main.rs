@@ -1,0 +1,9 @@
+//! API integration tests against a real PostgreSQL server.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+mod auth;
+mod dev;
+mod health;
+mod helpers;
+mod payments;
