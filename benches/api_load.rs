@@ -145,6 +145,7 @@ async fn bench() {
         name: "devchain".into(),
         chain_id: 31337,
         rpc_urls: vec![RpcUrl::new("http://127.0.0.1:9")],
+        poll_interval_ms: None,
         native_symbol: "ETH".into(),
         confirmations: 3,
         block_time_ms: 1000,
@@ -153,7 +154,7 @@ async fn bench() {
         tokens: vec![],
     }];
     s.validate().unwrap();
-    let log = build_logger(&s.telemetry, LogSink::Stdout);
+    let (log, _guard) = build_logger(&s.telemetry, LogSink::Stdout);
     let app = Application::build(s, log, true).await.unwrap();
     let base = format!("http://127.0.0.1:{}", app.port());
     let store = app.state().store.clone();

@@ -11,6 +11,7 @@ use tokio::net::TcpListener;
 use crate::api::{self, AppState};
 use crate::config::Settings;
 use crate::store::Store;
+use crate::supervision::{Tree, TreeContext};
 use crate::telemetry::Metrics;
 use crate::wallet::HdWallet;
 
@@ -39,7 +40,7 @@ impl Application {
         )
         .context("wallet.mnemonic")?;
         let names: Vec<String> = settings.chains.iter().map(|c| c.name.clone()).collect();
-        let metrics = Metrics::new(&names);
+        let metrics = Metrics::new(&names, &crate::supervision::tree::actor_labels(&settings));
         let chains: HashMap<_, _> = settings
             .chains
             .iter()
@@ -60,12 +61,29 @@ impl Application {
             wallet: Arc::new(wallet),
             metrics,
             log,
+            registry: actors::HealthRegistry::new(),
+            chain_status: crate::chain::ChainStatusRegistry::default(),
+            directory: crate::supervision::SupervisorDirectory::default(),
+            faults: Arc::new(crate::supervision::Faults::default()),
         };
         Ok(Self {
             listener,
             port,
             state,
         })
+    }
+
+    fn tree_context(state: &AppState) -> TreeContext {
+        TreeContext {
+            settings: state.settings.clone(),
+            store: state.store.clone(),
+            registry: state.registry.clone(),
+            chain_status: state.chain_status.clone(),
+            chain_metrics: state.metrics.chain.clone(),
+            log: state.log.clone(),
+            faults: state.faults.clone(),
+            directory: state.directory.clone(),
+        }
     }
 
     /// The bound port (useful with port 0).
@@ -78,16 +96,36 @@ impl Application {
         &self.state
     }
 
-    /// Serves until `shutdown` resolves, then drains in-flight requests.
+    /// Starts the actor tree (unless `supervision.enabled` is false) and serves until
+    /// `shutdown` resolves; then drains in-flight requests and stops the tree in reverse
+    /// start order.
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) {
-        let log = self.state.log.clone();
+        let state = self.state;
+        let log = state.log.clone();
+        let tree = if state.settings.supervision.enabled {
+            match Tree::start(Self::tree_context(&state)).await {
+                Ok(t) => Some(t),
+                Err(e) => {
+                    slog::error!(log, "actor tree failed to start"; "error" => %e);
+                    None
+                }
+            }
+        } else {
+            None
+        };
         slog::info!(log, "serving"; "port" => self.port);
-        warp::serve(api::routes(self.state))
+        warp::serve(api::routes(state.clone()))
             .incoming(self.listener)
             .graceful(shutdown)
             .run()
             .await;
         slog::info!(log, "HTTP server stopped");
+        if let Some(tree) = tree {
+            let timeout = std::time::Duration::from_millis(
+                state.settings.supervision.shutdown_timeout_ms * 4,
+            );
+            tree.shutdown(timeout).await;
+        }
     }
 }
 

@@ -181,7 +181,7 @@ async fn connect(config: Option<&Path>) -> anyhow::Result<Store> {
 
 async fn serve(settings: Settings, migrate: bool) -> anyhow::Result<()> {
     let _sentry = init_sentry(&settings.telemetry);
-    let log = build_logger(&settings.telemetry, LogSink::Stdout);
+    let (log, _flush_on_exit) = build_logger(&settings.telemetry, LogSink::Stdout);
     let app = Application::build(settings, log, migrate).await?;
     app.run_until_stopped(shutdown_signal()).await;
     Ok(())
@@ -210,6 +210,7 @@ async fn dev(config: Option<&Path>, port: u16) -> anyhow::Result<()> {
             name: "anvil".into(),
             chain_id: 31337,
             rpc_urls: vec![RpcUrl::new(anvil.url())],
+            poll_interval_ms: None,
             native_symbol: "ETH".into(),
             confirmations: 2,
             block_time_ms: 1000,
@@ -219,7 +220,7 @@ async fn dev(config: Option<&Path>, port: u16) -> anyhow::Result<()> {
         });
     }
     s.validate()?;
-    let log = build_logger(&s.telemetry, LogSink::Stdout);
+    let (log, _flush_on_exit) = build_logger(&s.telemetry, LogSink::Stdout);
     let app = Application::build(s, log, true).await?;
     let created = ops::create_merchant(&app.state().store, "Demo merchant").await?;
     let base = format!("http://127.0.0.1:{}", app.port());

@@ -94,6 +94,8 @@ pub struct Settings {
     pub telemetry: TelemetrySettings,
     /// Operator endpoints.
     pub admin: AdminSettings,
+    /// The actor tree: restart policies, watchdog, intervals.
+    pub supervision: SupervisionSettings,
     /// The chains this gateway watches.
     #[serde(default)]
     pub chains: Vec<ChainSettings>,
@@ -199,6 +201,34 @@ pub struct AdminSettings {
     pub token_file: Option<PathBuf>,
 }
 
+/// `[supervision]`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct SupervisionSettings {
+    /// Run the actor tree (false for API-only processes and API tests).
+    pub enabled: bool,
+    /// How often supervisors look for stalled children.
+    pub watchdog_interval_ms: u64,
+    /// A worker with no progress for this long is killed and restarted; 0 derives it per
+    /// chain as max(30 s, 10 ticks).
+    pub stall_timeout_ms: u64,
+    /// Worker restart backoff, first delay.
+    pub restart_backoff_min_ms: u64,
+    /// Worker restart backoff, cap.
+    pub restart_backoff_max_ms: u64,
+    /// A chain melts down after more than this many worker restarts ...
+    pub chain_max_restarts: usize,
+    /// ... within this window; the root then retries the whole chain slowly.
+    pub chain_restart_window_ms: u64,
+    /// Backoff of the root's retries of a melted-down chain, first delay.
+    pub chain_retry_min_ms: u64,
+    /// Backoff of the root's retries of a melted-down chain, cap.
+    pub chain_retry_max_ms: u64,
+    /// How long an actor may take to stop before it is killed.
+    pub shutdown_timeout_ms: u64,
+    /// RPC request timeout.
+    pub rpc_timeout_ms: u64,
+}
+
 /// Where a fresh scan cursor begins.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StartBlock {
@@ -291,6 +321,9 @@ pub struct ChainSettings {
     pub confirmations: u32,
     /// Expected block interval.
     pub block_time_ms: u64,
+    /// Scanner and confirmer tick; defaults to `block_time_ms` (within 250 ms..15 s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub poll_interval_ms: Option<u64>,
     /// Where a fresh cursor begins.
     #[serde(default = "default_start_block")]
     pub start_block: StartBlock,
@@ -300,6 +333,16 @@ pub struct ChainSettings {
     /// ERC-20 tokens accepted on this chain.
     #[serde(default)]
     pub tokens: Vec<TokenSettings>,
+}
+
+impl ChainSettings {
+    /// How often the chain's workers tick.
+    pub fn poll_interval(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(
+            self.poll_interval_ms
+                .unwrap_or_else(|| self.block_time_ms.clamp(250, 15_000)),
+        )
+    }
 }
 
 fn default_native_symbol() -> String {
@@ -509,6 +552,37 @@ impl Settings {
                 "must be one of trace, debug, info, warning, error, critical",
             ));
         }
+        let sv = &self.supervision;
+        for (key, v) in [
+            ("supervision.watchdog_interval_ms", sv.watchdog_interval_ms),
+            (
+                "supervision.restart_backoff_min_ms",
+                sv.restart_backoff_min_ms,
+            ),
+            (
+                "supervision.chain_restart_window_ms",
+                sv.chain_restart_window_ms,
+            ),
+            ("supervision.chain_retry_min_ms", sv.chain_retry_min_ms),
+            ("supervision.shutdown_timeout_ms", sv.shutdown_timeout_ms),
+            ("supervision.rpc_timeout_ms", sv.rpc_timeout_ms),
+        ] {
+            if v == 0 {
+                return Err(ConfigError::invalid(key, "must be positive"));
+            }
+        }
+        if sv.restart_backoff_max_ms < sv.restart_backoff_min_ms {
+            return Err(ConfigError::invalid(
+                "supervision.restart_backoff_max_ms",
+                "must be at least restart_backoff_min_ms",
+            ));
+        }
+        if sv.chain_retry_max_ms < sv.chain_retry_min_ms {
+            return Err(ConfigError::invalid(
+                "supervision.chain_retry_max_ms",
+                "must be at least chain_retry_min_ms",
+            ));
+        }
         self.validate_chains()
     }
 
@@ -555,6 +629,12 @@ impl Settings {
                 return Err(ConfigError::invalid(
                     key("confirmations"),
                     "must be between 1 and 10000",
+                ));
+            }
+            if c.poll_interval_ms == Some(0) {
+                return Err(ConfigError::invalid(
+                    key("poll_interval_ms"),
+                    "must be positive",
                 ));
             }
             if c.block_time_ms == 0 {
@@ -675,6 +755,7 @@ mod tests {
             name: "eth".into(),
             chain_id: 1,
             rpc_urls: vec![RpcUrl::new("https://rpc.example.com/v2/SECRETKEY")],
+            poll_interval_ms: None,
             native_symbol: "ETH".into(),
             confirmations: 12,
             block_time_ms: 12000,
@@ -723,6 +804,7 @@ mod tests {
             name: "eth".into(),
             chain_id: 1,
             rpc_urls: vec![RpcUrl::new("ftp://x")],
+            poll_interval_ms: None,
             native_symbol: "ETH".into(),
             confirmations: 12,
             block_time_ms: 12000,

@@ -5,11 +5,14 @@
 
 pub mod api;
 pub mod app;
+pub mod chain;
 pub mod cli;
 pub mod config;
 pub mod devnet;
 pub mod domain;
 pub mod ops;
 pub mod store;
+pub mod supervision;
 pub mod telemetry;
 pub mod wallet;
+pub mod webhook;

@@ -228,19 +228,32 @@ pub struct SupervisorState {
 pub struct Supervisor;
 
 impl Supervisor {
-    /// Spawns a supervisor linked to `parent`.
+    /// Spawns a supervisor linked to `parent`. Like OTP's `start_link`, it returns once
+    /// every child has been started (or its start failed and a restart is scheduled), so
+    /// nested supervisors start strictly in order.
     pub async fn spawn_linked(
         spec: SupervisorSpec,
         parent: ActorCell,
     ) -> Result<(ActorRef<SupervisorMsg>, JoinHandle<()>), SpawnErr> {
-        Actor::spawn_linked(None, Supervisor, spec, parent).await
+        let (r, join) = Actor::spawn_linked(None, Supervisor, spec, parent).await?;
+        Self::await_started(&r).await;
+        Ok((r, join))
     }
 
-    /// Spawns a top-level supervisor.
+    /// Spawns a top-level supervisor; returns once every child has been started.
     pub async fn spawn(
         spec: SupervisorSpec,
     ) -> Result<(ActorRef<SupervisorMsg>, JoinHandle<()>), SpawnErr> {
-        Actor::spawn(None, Supervisor, spec).await
+        let (r, join) = Actor::spawn(None, Supervisor, spec).await?;
+        Self::await_started(&r).await;
+        Ok((r, join))
+    }
+
+    /// Messages are handled only after `post_start` (which starts the children) is done,
+    /// so answering a call proves the children were started. A supervisor that failed in
+    /// `post_start` never answers; its parent learns of that through supervision events.
+    async fn await_started(r: &ActorRef<SupervisorMsg>) {
+        let _ = ractor::call!(r, SupervisorMsg::Running);
     }
 }
 

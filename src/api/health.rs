@@ -51,6 +51,13 @@ pub async fn ready(state: &AppState) -> ApiResult {
 
 /// Prometheus text format; pool gauges are refreshed at scrape time.
 pub async fn metrics(state: &AppState) -> ApiResult {
+    let chains: Vec<String> = state
+        .settings
+        .chains
+        .iter()
+        .map(|c| c.name.clone())
+        .collect();
+    state.metrics.actors.refresh(&state.registry, &chains);
     let pool = state.store.pool_status();
     let db = &state.metrics.db;
     let idle = pool.available as i64;
@@ -64,4 +71,238 @@ pub async fn metrics(state: &AppState) -> ApiResult {
         "text/plain; version=0.0.4",
         Bytes::from(state.metrics.render()),
     ))
+}
+
+fn check(
+    component_id: &str,
+    component_type: &str,
+    value: serde_json::Value,
+    unit: &str,
+    status: &str,
+    time: &str,
+    output: Option<String>,
+) -> serde_json::Value {
+    let mut c = json!({
+        "componentId": component_id,
+        "componentType": component_type,
+        "observedValue": value,
+        "observedUnit": unit,
+        "status": status,
+        "time": time,
+    });
+    if let (Some(o), Some(map)) = (output, c.as_object_mut()) {
+        map.insert("output".into(), json!(o));
+    }
+    c
+}
+
+fn rfc3339_of(t: std::time::SystemTime) -> String {
+    crate::domain::payment::rfc3339(&chrono::DateTime::<chrono::Utc>::from(t))
+}
+
+/// `GET /health/detail`: the IETF health-check format. `fail` (503) only when the database
+/// is unreachable; a stalled or restarting actor, or a failing RPC endpoint, is `warn`.
+pub async fn detail(state: &AppState) -> ApiResult {
+    use actors::ActorState;
+    use std::time::Duration;
+
+    let now = crate::domain::payment::rfc3339(&chrono::Utc::now());
+    let mut checks = serde_json::Map::new();
+    let mut warn = false;
+
+    let ping = tokio::time::timeout(Duration::from_secs(3), state.store.ping()).await;
+    let db_ok = matches!(ping, Ok(Ok(_)));
+    checks.insert(
+        "postgres:responseTime".into(),
+        json!([match ping {
+            Ok(Ok(d)) => check(
+                "postgres",
+                "datastore",
+                json!(d.as_secs_f64() * 1000.0),
+                "ms",
+                "pass",
+                &now,
+                None
+            ),
+            _ => check(
+                "postgres",
+                "datastore",
+                json!(null),
+                "ms",
+                "fail",
+                &now,
+                Some("database unreachable".into())
+            ),
+        }]),
+    );
+    let pool = state.store.pool_status();
+    let in_use = pool.size.saturating_sub(pool.available);
+    checks.insert(
+        "postgres:connections".into(),
+        json!([check(
+            "postgres",
+            "datastore",
+            json!(in_use),
+            "connections",
+            if pool.waiting > 0 { "warn" } else { "pass" },
+            &now,
+            Some(format!(
+                "{in_use} in use, {} idle, {} max, {} waiting",
+                pool.available, pool.max_size, pool.waiting
+            )),
+        )]),
+    );
+    warn |= pool.waiting > 0;
+
+    let chains = state.chain_status.snapshot();
+    for c in &state.settings.chains {
+        let status = chains.get(&c.name).cloned().unwrap_or_default();
+        let rpc: Vec<_> = status
+            .endpoints
+            .iter()
+            .map(|e| {
+                let (st, out) = match (&e.last_error, e.last_checked) {
+                    (None, Some(_)) => ("pass", None),
+                    (Some(err), _) => (
+                        "warn",
+                        Some(format!(
+                            "{}; {} failures in a row",
+                            err, e.consecutive_failures
+                        )),
+                    ),
+                    (None, None) => ("warn", Some("not contacted yet".to_string())),
+                };
+                warn |= st == "warn";
+                check(
+                    &format!("{}/{}", c.name, e.host),
+                    "component",
+                    json!(e.last_latency.map(|d| d.as_secs_f64() * 1000.0)),
+                    "ms",
+                    st,
+                    &e.last_checked
+                        .map(rfc3339_of)
+                        .unwrap_or_else(|| now.clone()),
+                    out,
+                )
+            })
+            .collect();
+        checks.insert(format!("{}.rpc:responseTime", c.name), json!(rpc));
+        let lag = status.lag();
+        let threshold = u64::from(c.confirmations).max(10);
+        let (st, out) = match lag {
+            Some(l) if l <= threshold => ("pass", None),
+            Some(l) => (
+                "warn",
+                Some(format!("{l} blocks behind the best known head")),
+            ),
+            None => ("warn", Some("head not known yet".to_string())),
+        };
+        warn |= st == "warn";
+        checks.insert(
+            format!("{}.head:lag", c.name),
+            json!([check(
+                &c.name,
+                "component",
+                json!(lag),
+                "blocks",
+                st,
+                &now,
+                out.or_else(|| {
+                    status.best_head().map(|h| {
+                        format!(
+                            "best head {h}, scanned {}",
+                            status.scanned_head.unwrap_or(0)
+                        )
+                    })
+                })
+            )]),
+        );
+    }
+
+    for a in state.registry.snapshot() {
+        if a.group == "root" {
+            continue;
+        }
+        let healthy = a.state == ActorState::Running && !a.is_stale();
+        warn |= !healthy;
+        let mut output = format!(
+            "{}; {} restart{} in the last 10 min",
+            a.state.as_str(),
+            a.recent_restarts,
+            if a.recent_restarts == 1 { "" } else { "s" }
+        );
+        if let Some(r) = a.last_restart_reason {
+            output.push_str(&format!(" (last: {r})"));
+        }
+        if a.is_stale() {
+            output.push_str("; stalled: no progress within its stall timeout");
+        }
+        if let Some(n) = &a.note {
+            output.push_str(&format!("; {n}"));
+        }
+        let id = match &a.chain {
+            Some(chain) => format!("chain/{chain}/{}", a.name),
+            None => format!("{}/{}", a.group, a.name),
+        };
+        checks.insert(
+            format!("{}:heartbeat", a.key),
+            json!([check(
+                &id,
+                "component",
+                json!((a.since_progress.as_secs_f64() * 10.0).round() / 10.0),
+                "s",
+                if healthy { "pass" } else { "warn" },
+                &rfc3339_of(a.last_progress_wall),
+                Some(output),
+            )]),
+        );
+    }
+
+    let backlog = if db_ok {
+        match state.store.client().await {
+            Ok(c) => crate::store::events::backlog(&c).await.ok(),
+            Err(_) => None,
+        }
+    } else {
+        None
+    };
+    let note = Some(
+        "webhook delivery is not implemented yet: every outbox event counts as pending".to_string(),
+    );
+    let (depth, age) = backlog.map_or((json!(null), json!(null)), |(n, a)| (json!(n), json!(a)));
+    checks.insert(
+        "webhooks:queueDepth".into(),
+        json!([check(
+            "webhooks",
+            "component",
+            depth,
+            "events",
+            "pass",
+            &now,
+            note.clone()
+        )]),
+    );
+    checks.insert(
+        "webhooks:oldestPendingAge".into(),
+        json!([check("webhooks", "component", age, "s", "pass", &now, note)]),
+    );
+
+    let (status, code) = if !db_ok {
+        ("fail", StatusCode::SERVICE_UNAVAILABLE)
+    } else if warn {
+        ("warn", StatusCode::OK)
+    } else {
+        ("pass", StatusCode::OK)
+    };
+    health_json(
+        code,
+        json!({
+            "status": status,
+            "version": "1",
+            "releaseId": env!("CARGO_PKG_VERSION"),
+            "serviceId": "ctrip-gateway",
+            "description": "cTrip Gateway",
+            "checks": checks,
+        }),
+    )
 }

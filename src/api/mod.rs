@@ -5,6 +5,7 @@
 //! error shape, gives each request its route template for metrics, and lets the request id
 //! flow into handlers as a plain value.
 
+mod admin;
 mod auth;
 mod chains;
 pub mod error;
@@ -45,6 +46,14 @@ pub struct AppState {
     pub metrics: Metrics,
     /// Root logger.
     pub log: Logger,
+    /// Actor heartbeats and restarts.
+    pub registry: actors::HealthRegistry,
+    /// Chain RPC and head status.
+    pub chain_status: crate::chain::ChainStatusRegistry,
+    /// Live supervisor references, for operator restarts.
+    pub directory: crate::supervision::SupervisorDirectory,
+    /// Test-only fault injection (inert in release builds).
+    pub faults: Arc<crate::supervision::Faults>,
 }
 
 /// One parsed request, as handlers see it.
@@ -248,6 +257,12 @@ async fn dispatch(state: &AppState, req: &ApiRequest) -> (&'static str, ApiResul
         ["health"] => only!("/health", Method::GET, health::live(state)),
         ["health", "live"] => only!("/health/live", Method::GET, health::live(state)),
         ["health", "ready"] => only!("/health/ready", Method::GET, health::ready(state)),
+        ["health", "detail"] => only!("/health/detail", Method::GET, health::detail(state)),
+        ["admin", "v1", "actors", chain, actor, "restart"] => only!(
+            "/admin/v1/actors/{chain}/{actor}/restart",
+            Method::POST,
+            admin::restart_actor(state, req, chain, actor)
+        ),
         ["metrics"] => only!("/metrics", Method::GET, health::metrics(state)),
         ["v1", "chains"] => only!("/v1/chains", Method::GET, chains::list(state, req)),
         ["v1", "payments"] => match *m {

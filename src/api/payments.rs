@@ -512,6 +512,7 @@ mod tests {
             name: "eth".into(),
             chain_id: 1,
             rpc_urls: vec![RpcUrl::new("http://127.0.0.1:8545")],
+            poll_interval_ms: None,
             native_symbol: "ETH".into(),
             confirmations: 12,
             block_time_ms: 12000,

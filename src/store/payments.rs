@@ -376,3 +376,15 @@ pub async fn transition(
     .await?;
     Ok(payment)
 }
+
+/// Open payments (pending, partially paid, processing) on a chain.
+pub async fn count_open(c: &impl GenericClient, chain: &str) -> Result<u64, StoreError> {
+    let stmt = c
+        .prepare_cached(
+            "SELECT count(*) FROM payments WHERE chain = $1 \
+             AND status IN ('pending', 'partially_paid', 'processing')",
+        )
+        .await?;
+    let n: i64 = c.query_one(&stmt, &[&chain]).await?.get(0);
+    Ok(u64::try_from(n).unwrap_or(0))
+}

@@ -8,38 +8,43 @@ use prometheus::{
 
 // Metric names and label sets below are static and valid, so construction cannot fail;
 // a failure would be a programming error caught by the unit tests.
+/// Registers a labelled counter.
 #[allow(clippy::expect_used)]
-fn counter_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+pub fn counter_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
     let m =
         IntCounterVec::new(Opts::new(name, help).namespace("ctrip"), labels).expect("valid metric");
     let _ = r.register(Box::new(m.clone()));
     m
 }
 
+/// Registers an unlabelled counter.
 #[allow(clippy::expect_used)]
-fn counter(r: &Registry, name: &str, help: &str) -> IntCounter {
+pub fn counter(r: &Registry, name: &str, help: &str) -> IntCounter {
     let m = IntCounter::with_opts(Opts::new(name, help).namespace("ctrip")).expect("valid metric");
     let _ = r.register(Box::new(m.clone()));
     m
 }
 
+/// Registers a labelled integer gauge.
 #[allow(clippy::expect_used)]
-fn gauge_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+pub fn gauge_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
     let m =
         IntGaugeVec::new(Opts::new(name, help).namespace("ctrip"), labels).expect("valid metric");
     let _ = r.register(Box::new(m.clone()));
     m
 }
 
+/// Registers an unlabelled integer gauge.
 #[allow(clippy::expect_used)]
-fn gauge(r: &Registry, name: &str, help: &str) -> IntGauge {
+pub fn gauge(r: &Registry, name: &str, help: &str) -> IntGauge {
     let m = IntGauge::with_opts(Opts::new(name, help).namespace("ctrip")).expect("valid metric");
     let _ = r.register(Box::new(m.clone()));
     m
 }
 
+/// Registers a labelled histogram.
 #[allow(clippy::expect_used)]
-fn histogram_vec(
+pub fn histogram_vec(
     r: &Registry,
     name: &str,
     help: &str,
@@ -125,11 +130,15 @@ pub struct Metrics {
     pub build_info: IntGaugeVec,
     /// `ctrip_idempotent_replays_total`
     pub idempotent_replays: IntCounter,
+    /// Chain and RPC metrics.
+    pub chain: crate::chain::metrics::ChainMetrics,
+    /// Supervision metrics.
+    pub actors: crate::supervision::metrics::ActorMetrics,
 }
 
 impl Metrics {
     /// Registers every metric and initialises the known label sets to zero.
-    pub fn new(chains: &[String]) -> Self {
+    pub fn new(chains: &[String], actors: &[(String, String)]) -> Self {
         let registry = Registry::new();
         #[cfg(target_os = "linux")]
         {
@@ -197,6 +206,8 @@ impl Metrics {
             "idempotent_replays_total",
             "POST requests answered from a stored idempotent response.",
         );
+        let chain = crate::chain::metrics::ChainMetrics::new(r, chains);
+        let actors = crate::supervision::metrics::ActorMetrics::new(r, actors, chains);
         build_info
             .with_label_values(&[env!("CARGO_PKG_VERSION")])
             .set(1);
@@ -224,6 +235,8 @@ impl Metrics {
             chain_configured,
             build_info,
             idempotent_replays,
+            chain,
+            actors,
         }
     }
 
@@ -259,7 +272,10 @@ mod tests {
 
     #[test]
     fn known_series_start_at_zero() {
-        let m = Metrics::new(&["eth".to_string()]);
+        let m = Metrics::new(
+            &["eth".to_string()],
+            &[("eth".to_string(), "scanner".to_string())],
+        );
         let text = m.render();
         assert!(text.contains("ctrip_build_info{version="), "{text}");
         assert!(text.contains("ctrip_chain_configured{chain=\"eth\"} 1"));

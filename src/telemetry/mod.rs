@@ -52,8 +52,11 @@ impl Write for BufferWriter {
     }
 }
 
+/// Flushes buffered log lines when dropped; keep it until the process ends.
+pub struct LogGuard(#[allow(dead_code)] Option<slog_async::AsyncGuard>);
+
 /// Builds the root logger for the configured format and level.
-pub fn build_logger(settings: &TelemetrySettings, sink: LogSink) -> Logger {
+pub fn build_logger(settings: &TelemetrySettings, sink: LogSink) -> (Logger, LogGuard) {
     let level = parse_level(&settings.log_level).unwrap_or(Level::Info);
     let module = FnValue(|r: &Record<'_>| r.module());
     match (sink, settings.log_format) {
@@ -62,35 +65,36 @@ pub fn build_logger(settings: &TelemetrySettings, sink: LogSink) -> Logger {
                 .add_default_keys()
                 .build();
             let drain = Mutex::new(json).ignore_res();
-            Logger::root(
+            let log = Logger::root(
                 drain.filter_level(level).ignore_res(),
                 o!("module" => module),
-            )
+            );
+            (log, LogGuard(None))
         }
         (LogSink::Stdout, LogFormat::Json) => {
             let json = slog_json::Json::new(io::stdout())
                 .add_default_keys()
                 .build();
-            let drain = slog_async::Async::new(json.ignore_res())
+            let (drain, guard) = slog_async::Async::new(json.ignore_res())
                 .chan_size(4096)
                 .overflow_strategy(slog_async::OverflowStrategy::DropAndReport)
-                .build()
-                .ignore_res();
-            Logger::root(
-                drain.filter_level(level).ignore_res(),
-                o!("module" => module),
+                .build_with_guard();
+            let drain = drain.ignore_res().filter_level(level).ignore_res();
+            (
+                Logger::root(drain, o!("module" => module)),
+                LogGuard(Some(guard)),
             )
         }
         (LogSink::Stdout, LogFormat::Pretty) => {
             let decorator = slog_term::TermDecorator::new().stdout().build();
             let fmt = slog_term::FullFormat::new(decorator).build().ignore_res();
-            let drain = slog_async::Async::new(fmt)
+            let (drain, guard) = slog_async::Async::new(fmt)
                 .chan_size(4096)
-                .build()
-                .ignore_res();
-            Logger::root(
-                drain.filter_level(level).ignore_res(),
-                o!("module" => module),
+                .build_with_guard();
+            let drain = drain.ignore_res().filter_level(level).ignore_res();
+            (
+                Logger::root(drain, o!("module" => module)),
+                LogGuard(Some(guard)),
             )
         }
     }
@@ -121,7 +125,7 @@ mod tests {
             sentry_dsn: Default::default(),
             sentry_dsn_file: None,
         };
-        let log = build_logger(&settings, LogSink::Buffer(buf.clone()));
+        let (log, _guard) = build_logger(&settings, LogSink::Buffer(buf.clone()));
         slog::info!(log, "hello"; "request_id" => "r1");
         slog::debug!(log, "hidden");
         let text = String::from_utf8(buf.lock().map(|b| b.clone()).unwrap_or_default())

@@ -28,6 +28,7 @@ pub fn test_chain(name: &str, chain_id: u64, rpc: &str) -> ChainSettings {
         name: name.into(),
         chain_id,
         rpc_urls: vec![RpcUrl::new(rpc)],
+        poll_interval_ms: None,
         native_symbol: "ETH".into(),
         confirmations: 3,
         block_time_ms: 1000,
@@ -74,10 +75,13 @@ pub fn base_settings(database_url: &str) -> Settings {
     s.admin.token = Secret::new(ADMIN_TOKEN);
     s.server.bind = "127.0.0.1:0".into();
     s.chains = vec![test_chain("devchain", 31337, "http://127.0.0.1:9")];
+    // API tests run without the actor tree; the supervision tests turn it on.
+    s.supervision.enabled = false;
     s
 }
 
 pub struct TestApp {
+    pub state: ctrip::api::AppState,
     pub address: String,
     pub client: reqwest::Client,
     pub store: Store,
@@ -101,12 +105,13 @@ pub async fn spawn_app_on(database_url: &str, customize: impl FnOnce(&mut Settin
     customize(&mut settings);
     settings.validate().expect("test settings are valid");
     let logs = Arc::new(Mutex::new(Vec::new()));
-    let log = build_logger(&settings.telemetry, LogSink::Buffer(logs.clone()));
+    let (log, _) = build_logger(&settings.telemetry, LogSink::Buffer(logs.clone()));
     let app = Application::build(settings, log, true)
         .await
         .expect("application builds");
     let address = format!("http://127.0.0.1:{}", app.port());
     let store = app.state().store.clone();
+    let state = app.state().clone();
     let (tx, rx) = oneshot::channel();
     tokio::spawn(app.run_until_stopped(async {
         let _ = rx.await;
@@ -115,6 +120,7 @@ pub async fn spawn_app_on(database_url: &str, customize: impl FnOnce(&mut Settin
         .await
         .expect("merchant");
     TestApp {
+        state,
         address,
         client: reqwest::Client::new(),
         store,
@@ -221,4 +227,56 @@ pub async fn expect_error(r: reqwest::Response, status: u16, kind: &str) -> Valu
     assert_eq!(err["type"], kind, "{body}");
     assert!(err["message"].is_string(), "{body}");
     err
+}
+
+impl TestApp {
+    pub async fn health_detail(&self) -> (u16, Value) {
+        let r = self
+            .client
+            .get(self.url("/health/detail"))
+            .send()
+            .await
+            .expect("sent");
+        let status = r.status().as_u16();
+        (status, r.json().await.expect("health json"))
+    }
+
+    pub async fn metrics_text(&self) -> String {
+        self.client
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .expect("sent")
+            .text()
+            .await
+            .expect("text")
+    }
+}
+
+/// The value of one sample line of the Prometheus text format, e.g.
+/// `ctrip_actor_up{chain="a",actor="scanner"}` (labels in exposition order).
+pub fn metric(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+/// Polls `check` until it returns Some, or panics after `secs`.
+pub async fn eventually<T, F, Fut>(secs: u64, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
 }

@@ -7,3 +7,5 @@ mod dev;
 mod health;
 mod helpers;
 mod payments;
+mod proxy;
+mod supervision;

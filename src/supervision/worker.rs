@@ -1,0 +1,154 @@
+//! The generic worker actor: a unit of periodic work ([`Work::tick_once`]) driven by
+//! self-scheduled ticks. Tests call `tick_once` directly; the actor adds scheduling,
+//! heartbeats and error policy (retryable errors are logged and retried next tick; fatal
+//! ones fail the actor so its supervisor restarts it).
+
+use std::future::Future;
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actors::{Failure, Heartbeat};
+use ractor::{Actor, ActorProcessingErr, ActorRef};
+use slog::Logger;
+
+use super::faults::Faults;
+use crate::chain::RpcError;
+use crate::store::StoreError;
+
+/// Why a tick did not complete.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkError {
+    /// A chain RPC failed.
+    #[error("rpc: {0}")]
+    Rpc(#[from] RpcError),
+    /// The database failed.
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+}
+
+impl WorkError {
+    /// Try again next tick.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Self::Rpc(e) => e.is_retryable(),
+            Self::Store(e) => e.is_retryable(),
+        }
+    }
+
+    /// Restart the actor.
+    pub fn is_fatal(&self) -> bool {
+        !self.is_retryable()
+    }
+}
+
+/// Periodic work owned by one actor.
+pub trait Work: Send + 'static {
+    /// Pause between the end of one tick and the start of the next.
+    fn interval(&self) -> Duration;
+    /// One unit of work. Completing it counts as progress (a heartbeat).
+    fn tick_once(&mut self) -> impl Future<Output = Result<(), WorkError>> + Send;
+}
+
+/// Messages of a worker.
+#[derive(Debug)]
+pub enum WorkerMsg {
+    /// Run one tick.
+    Tick,
+}
+
+/// The actor wrapping a [`Work`].
+pub struct Worker<W>(PhantomData<fn() -> W>);
+
+impl<W> Default for Worker<W> {
+    fn default() -> Self {
+        Self(PhantomData)
+    }
+}
+
+/// Everything a worker is started with.
+pub struct WorkerArgs<W> {
+    /// The work.
+    pub work: W,
+    /// Health key, e.g. `ethereum.scanner`.
+    pub key: String,
+    /// Progress reporting.
+    pub heartbeat: Heartbeat,
+    /// Logger carrying `chain` and `actor`.
+    pub log: Logger,
+    /// Test-only fault injection.
+    pub faults: Arc<Faults>,
+}
+
+/// A worker's state.
+pub struct WorkerState<W> {
+    args: WorkerArgs<W>,
+    failures: u64,
+}
+
+impl<W: Work> Actor for Worker<W> {
+    type Msg = WorkerMsg;
+    type State = WorkerState<W>;
+    type Arguments = WorkerArgs<W>;
+
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<WorkerMsg>,
+        args: WorkerArgs<W>,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        slog::debug!(args.log, "actor starting");
+        Ok(WorkerState { args, failures: 0 })
+    }
+
+    async fn post_start(
+        &self,
+        myself: ActorRef<WorkerMsg>,
+        _state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        myself.send_message(WorkerMsg::Tick)?;
+        Ok(())
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<WorkerMsg>,
+        msg: WorkerMsg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        let WorkerMsg::Tick = msg;
+        state.args.faults.maybe_panic(&state.args.key);
+        match state.args.work.tick_once().await {
+            Ok(()) => {
+                state.args.heartbeat.beat();
+                if state.failures > 0 {
+                    slog::info!(state.args.log, "tick recovered"; "failed_ticks" => state.failures);
+                    state.failures = 0;
+                }
+            }
+            Err(e) if e.is_fatal() => {
+                slog::error!(state.args.log, "tick failed; restarting actor"; "error" => %e);
+                return Err(Box::new(Failure::new(e)));
+            }
+            Err(e) => {
+                state.failures += 1;
+                // Log the first failure and then every 10th, so an outage does not flood.
+                if state.failures == 1 || state.failures % 10 == 0 {
+                    slog::warn!(state.args.log, "tick failed; retrying";
+                        "error" => %e, "failed_ticks" => state.failures);
+                }
+            }
+        }
+        let every = state.args.work.interval();
+        myself.send_after(every, || WorkerMsg::Tick);
+        Ok(())
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<WorkerMsg>,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        slog::info!(state.args.log, "actor stopped");
+        Ok(())
+    }
+}

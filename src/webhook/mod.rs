@@ -1,0 +1,3 @@
+//! Webhook delivery.
+
+pub mod dispatcher;
