@@ -87,6 +87,15 @@ pub struct Tree {
     log: Logger,
 }
 
+/// A chain worker's tick: the sweeper works on a slower cadence than scanner and confirmer.
+fn worker_tick(chain_tick: Duration, actor: &str) -> Duration {
+    if actor == "sweeper" {
+        chain_tick * 5
+    } else {
+        chain_tick
+    }
+}
+
 fn ms(v: u64) -> Duration {
     Duration::from_millis(v)
 }
@@ -117,10 +126,12 @@ impl TreeContext {
         Backoff::new(ms(s.restart_backoff_min_ms), ms(s.restart_backoff_max_ms))
     }
 
+    /// A worker's stall timeout: the configured one, but never less than three of its own
+    /// ticks, so a healthy worker with a slow cadence is never taken for a stalled one.
     fn stall_timeout(&self, tick: Duration) -> Duration {
         match self.settings.supervision.stall_timeout_ms {
             0 => (tick * 10).max(Duration::from_secs(30)),
-            t => ms(t),
+            t => ms(t).max(tick * 3),
         }
     }
 
@@ -131,11 +142,11 @@ impl TreeContext {
     ) -> SupervisorSpec {
         let s = &self.settings.supervision;
         let tick = chain.poll_interval();
-        let stall = self.stall_timeout(tick);
         let children = CHAIN_ACTORS
             .iter()
             .map(|actor| {
                 let (ctx, chain, actor) = (self.clone(), chain.clone(), *actor);
+                let stall = self.stall_timeout(worker_tick(tick, actor));
                 ChildSpec::new(actor, move |parent, hb| {
                     let (ctx, chain) = (ctx.clone(), chain.clone());
                     async move { ctx.spawn_chain_worker(&chain, actor, hb, parent).await }
@@ -199,7 +210,7 @@ impl TreeContext {
                 spawn_worker(work, key, hb, log, faults, parent).await
             }
             _ => {
-                let work = Sweeper::new(self.store.clone(), tick * 5);
+                let work = Sweeper::new(self.store.clone(), worker_tick(tick, actor));
                 spawn_worker(work, key, hb, log, faults, parent).await
             }
         }

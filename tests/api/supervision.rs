@@ -438,3 +438,132 @@ poll_interval_ms = 200
     assert_eq!(stopped, reversed);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn a_chain_meltdown_fails_only_that_chain_and_the_root_retries_it() {
+    let b = Anvil::start(None).await.expect("anvil");
+    let dead = format!(
+        "http://127.0.0.1:{}",
+        ctrip::devnet::free_port().expect("port")
+    );
+    let app = spawn_app_with(|s| {
+        tree_settings(s, &dead, &b.url());
+        s.supervision.stall_timeout_ms = 800;
+        s.supervision.chain_max_restarts = 1;
+        s.supervision.chain_retry_min_ms = 500;
+    })
+    .await;
+    let series = r#"ctrip_supervisor_meltdowns_total{actor="chain",chain="alpha"}"#;
+    eventually(30, "alpha to melt down", || async {
+        (metric(&app.metrics_text().await, series).unwrap_or(0.0) >= 1.0).then_some(())
+    })
+    .await;
+    // The root retries the chain: its scanner gets new incarnations.
+    let scanner = app
+        .state
+        .registry
+        .get("alpha", "scanner")
+        .expect("registered");
+    let before = scanner.incarnation();
+    eventually(30, "the root to restart alpha", || async {
+        (scanner.incarnation() > before).then_some(())
+    })
+    .await;
+    let (code, d) = app.health_detail().await;
+    assert_eq!(code, 200);
+    assert_eq!(d["status"], "warn");
+    for actor in ["scanner", "confirmer", "sweeper"] {
+        assert_eq!(
+            check(&d, &format!("beta.{actor}:heartbeat"))["status"],
+            "pass",
+            "{d}"
+        );
+        assert_eq!(
+            app.state
+                .registry
+                .get("beta", actor)
+                .expect("registered")
+                .incarnation(),
+            1
+        );
+    }
+    let text = app.metrics_text().await;
+    assert_eq!(
+        metric(
+            &text,
+            r#"ctrip_supervisor_meltdowns_total{actor="chain",chain="beta"}"#
+        ),
+        Some(0.0)
+    );
+    assert_eq!(
+        metric(
+            &text,
+            r#"ctrip_supervisor_meltdowns_total{actor="root",chain=""}"#
+        ),
+        Some(0.0)
+    );
+    let live = app
+        .client
+        .get(app.url("/health/live"))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(live.status(), 200);
+    // The API is unaffected.
+    assert_eq!(app.get("/v1/chains").await.status(), 200);
+}
+
+#[tokio::test]
+async fn workers_can_be_driven_one_tick_at_a_time() {
+    use ctrip::chain::metrics::ChainMetrics;
+    use ctrip::chain::{confirmer::Confirmer, scanner::Scanner, ChainRpc, ChainStatusRegistry};
+    use ctrip::supervision::worker::Work;
+
+    let a = Anvil::start(None).await.expect("anvil");
+    let app = crate::helpers::spawn_app().await;
+    let chain = test_chain("devchain", 31337, &a.url());
+    let status = ChainStatusRegistry::default();
+    let metrics = ChainMetrics::new(&prometheus::Registry::new(), &["devchain".to_string()]);
+    let rpc = ChainRpc::new(
+        &chain,
+        Duration::from_secs(5),
+        status.clone(),
+        metrics.clone(),
+    );
+    let mut scanner = Scanner::new(rpc, status.clone(), metrics.clone(), Duration::from_secs(1));
+    scanner.tick_once().await.expect("tick");
+    assert_eq!(status.get("devchain").and_then(|s| s.scanned_head), Some(0));
+    let client = reqwest::Client::new();
+    client
+        .post(a.url())
+        .json(&serde_json::json!({"jsonrpc":"2.0","id":1,"method":"anvil_mine","params":["0x5"]}))
+        .send()
+        .await
+        .expect("mine");
+    scanner.tick_once().await.expect("tick");
+    assert_eq!(status.get("devchain").and_then(|s| s.scanned_head), Some(5));
+    assert_eq!(
+        metrics
+            .last_scanned_block
+            .with_label_values(&["devchain"])
+            .get(),
+        5
+    );
+
+    app.create_payment("1").await;
+    app.create_payment("2").await;
+    let mut confirmer = Confirmer::new(
+        "devchain",
+        app.store.clone(),
+        metrics.clone(),
+        Duration::from_secs(1),
+    );
+    confirmer.tick_once().await.expect("tick");
+    assert_eq!(
+        metrics
+            .pending_payments
+            .with_label_values(&["devchain"])
+            .get(),
+        2
+    );
+}
