@@ -146,6 +146,8 @@ async fn bench() {
         chain_id: 31337,
         rpc_urls: vec![RpcUrl::new("http://127.0.0.1:9")],
         poll_interval_ms: None,
+        max_head_lag_blocks: 5,
+        scan_batch_blocks: 500,
         native_symbol: "ETH".into(),
         confirmations: 3,
         block_time_ms: 1000,

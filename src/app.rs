@@ -80,6 +80,7 @@ impl Application {
             registry: state.registry.clone(),
             chain_status: state.chain_status.clone(),
             chain_metrics: state.metrics.chain.clone(),
+            payment_metrics: state.metrics.payments.clone(),
             log: state.log.clone(),
             faults: state.faults.clone(),
             directory: state.directory.clone(),

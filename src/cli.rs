@@ -8,8 +8,8 @@ use clap::{Parser, Subcommand};
 use uuid::Uuid;
 
 use crate::app::{shutdown_signal, Application};
-use crate::config::{ChainSettings, RpcUrl, Secret, Settings, StartBlock};
-use crate::devnet::{Anvil, TempPostgres};
+use crate::config::{ChainSettings, RpcUrl, Secret, Settings, StartBlock, TokenSettings};
+use crate::devnet::{Anvil, DevChain, TempPostgres, ANVIL_PAYER};
 use crate::ops;
 use crate::store::Store;
 use crate::telemetry::{build_logger, init_sentry, LogSink};
@@ -187,14 +187,15 @@ async fn serve(settings: Settings, migrate: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// anvil's first default account (from the well-known test mnemonic); it is unlocked on
-/// the devnet, so `eth_sendTransaction` from it needs no key.
-const ANVIL_PAYER: &str = "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266";
-
 async fn dev(config: Option<&Path>, port: u16) -> anyhow::Result<()> {
     eprintln!("starting a throw-away PostgreSQL cluster and an anvil devnet...");
     let pg = tokio::task::spawn_blocking(TempPostgres::start).await??;
     let anvil = Anvil::start(Some(1)).await?;
+    let devnet = DevChain::new(anvil.url());
+    let token = devnet.deploy_demo_token().await?;
+    // The payer gets a million DEMO to pay with.
+    let million = alloy::primitives::U256::from(10u64).pow(alloy::primitives::U256::from(24u64));
+    devnet.mint(token, ANVIL_PAYER.parse()?, million).await?;
 
     let dir = std::env::var("CTRIP_CONFIG_DIR").unwrap_or_else(|_| "config".into());
     let env = std::env::var("CTRIP_ENV").unwrap_or_else(|_| "dev".into());
@@ -211,12 +212,18 @@ async fn dev(config: Option<&Path>, port: u16) -> anyhow::Result<()> {
             chain_id: 31337,
             rpc_urls: vec![RpcUrl::new(anvil.url())],
             poll_interval_ms: None,
+            max_head_lag_blocks: 5,
+            scan_batch_blocks: 500,
             native_symbol: "ETH".into(),
             confirmations: 2,
             block_time_ms: 1000,
             start_block: StartBlock::Number(0),
             treasury: Some("0xa0Ee7A142d267C1f36714E4a8F75612F20a79720".into()),
-            tokens: vec![],
+            tokens: vec![TokenSettings {
+                symbol: "DEMO".into(),
+                address: token.to_checksum(None),
+                decimals: 18,
+            }],
         });
     }
     s.validate()?;
@@ -236,10 +243,27 @@ async fn dev(config: Option<&Path>, port: u16) -> anyhow::Result<()> {
         created.api_key
     );
     println!();
-    println!("Pay it (put the payment's address in place of ADDRESS):");
+    println!("Pay it in ETH (put the payment's address in place of ADDRESS):");
     println!(
         "curl -s -X POST {} -H 'Content-Type: application/json' -d '{{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"eth_sendTransaction\",\"params\":[{{\"from\":\"{ANVIL_PAYER}\",\"to\":\"ADDRESS\",\"value\":\"0x6f05b59d3b20000\"}}]}}'",
         anvil.url()
+    );
+    println!();
+    println!("Or create a DEMO token payment (asset \"DEMO\", token {}) and pay it (put the address without 0x in place of ADDRESS):", token.to_checksum(None));
+    let data = format!(
+        "0xa9059cbb000000000000000000000000ADDRESS{:064x}",
+        alloy::primitives::U256::from(5u64)
+            * alloy::primitives::U256::from(10u64).pow(alloy::primitives::U256::from(17u64))
+    );
+    println!(
+        "curl -s -X POST {} -H 'Content-Type: application/json' -d '{{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"eth_sendTransaction\",\"params\":[{{\"from\":\"{ANVIL_PAYER}\",\"to\":\"{}\",\"data\":\"{data}\"}}]}}'",
+        anvil.url(),
+        token.to_checksum(None)
+    );
+    println!();
+    println!(
+        "Watch it move: curl -s {base}/v1/payments/ID -H 'Authorization: Bearer {}'",
+        created.api_key
     );
     println!();
     println!("Press Ctrl-C to stop; the cluster and the devnet are removed on exit.");

@@ -324,6 +324,13 @@ pub struct ChainSettings {
     /// Scanner and confirmer tick; defaults to `block_time_ms` (within 250 ms..15 s).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub poll_interval_ms: Option<u64>,
+    /// An endpoint whose head trails the best by more than this is avoided.
+    #[serde(default = "default_max_head_lag")]
+    pub max_head_lag_blocks: u64,
+    /// Most blocks scanned per tick (a provider refusing a log range that large gets it
+    /// split).
+    #[serde(default = "default_scan_batch")]
+    pub scan_batch_blocks: u64,
     /// Where a fresh cursor begins.
     #[serde(default = "default_start_block")]
     pub start_block: StartBlock,
@@ -343,6 +350,14 @@ impl ChainSettings {
                 .unwrap_or_else(|| self.block_time_ms.clamp(250, 15_000)),
         )
     }
+}
+
+fn default_max_head_lag() -> u64 {
+    5
+}
+
+fn default_scan_batch() -> u64 {
+    500
 }
 
 fn default_native_symbol() -> String {
@@ -637,6 +652,12 @@ impl Settings {
                     "must be positive",
                 ));
             }
+            if c.scan_batch_blocks == 0 || c.scan_batch_blocks > 10_000 {
+                return Err(ConfigError::invalid(
+                    key("scan_batch_blocks"),
+                    "must be between 1 and 10000",
+                ));
+            }
             if c.block_time_ms == 0 {
                 return Err(ConfigError::invalid(
                     key("block_time_ms"),
@@ -755,6 +776,8 @@ mod tests {
             name: "eth".into(),
             chain_id: 1,
             rpc_urls: vec![RpcUrl::new("https://rpc.example.com/v2/SECRETKEY")],
+            max_head_lag_blocks: 5,
+            scan_batch_blocks: 500,
             poll_interval_ms: None,
             native_symbol: "ETH".into(),
             confirmations: 12,
@@ -804,6 +827,8 @@ mod tests {
             name: "eth".into(),
             chain_id: 1,
             rpc_urls: vec![RpcUrl::new("ftp://x")],
+            max_head_lag_blocks: 5,
+            scan_batch_blocks: 500,
             poll_interval_ms: None,
             native_symbol: "ETH".into(),
             confirmations: 12,

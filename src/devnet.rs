@@ -268,3 +268,166 @@ impl Drop for Anvil {
         let _ = self.child.wait();
     }
 }
+
+/// Compiled bytecode of `contracts/DemoToken.sol`, a minimal mintable ERC-20.
+pub const DEMO_TOKEN_BIN: &str = include_str!("../contracts/DemoToken.bin");
+
+/// anvil's first default account; unlocked on the devnet.
+pub const ANVIL_PAYER: &str = "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266";
+
+/// A JSON-RPC client for driving a devnet (anvil) in `ctrip dev`, tests and benchmarks.
+#[derive(Clone)]
+pub struct DevChain {
+    url: String,
+    http: reqwest::Client,
+}
+
+fn pad32(hex_no_prefix: &str) -> String {
+    format!("{hex_no_prefix:0>64}")
+}
+
+/// ABI call data `selector(address,uint256)`.
+pub fn address_amount_call(
+    selector: &str,
+    to: alloy::primitives::Address,
+    amount: alloy::primitives::U256,
+) -> String {
+    format!(
+        "0x{selector}{}{}",
+        pad32(&hex::encode(to.as_slice())),
+        pad32(&format!("{amount:x}"))
+    )
+}
+
+impl DevChain {
+    /// A client for the devnet at `url`.
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            http: reqwest::Client::new(),
+        }
+    }
+
+    /// One JSON-RPC call; an RPC error becomes an `Err`.
+    pub async fn rpc(
+        &self,
+        method: &str,
+        params: serde_json::Value,
+    ) -> anyhow::Result<serde_json::Value> {
+        let body =
+            serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
+        let v: serde_json::Value = self
+            .http
+            .post(&self.url)
+            .json(&body)
+            .send()
+            .await?
+            .json()
+            .await?;
+        if let Some(e) = v.get("error") {
+            bail!("{method}: {e}");
+        }
+        Ok(v.get("result").cloned().unwrap_or(serde_json::Value::Null))
+    }
+
+    /// The head block number.
+    pub async fn head(&self) -> anyhow::Result<u64> {
+        let v = self.rpc("eth_blockNumber", serde_json::json!([])).await?;
+        let s = v.as_str().unwrap_or("0x0");
+        Ok(u64::from_str_radix(s.trim_start_matches("0x"), 16)?)
+    }
+
+    /// Mines `n` empty blocks.
+    pub async fn mine(&self, n: u64) -> anyhow::Result<()> {
+        self.rpc("anvil_mine", serde_json::json!([format!("0x{n:x}")]))
+            .await?;
+        Ok(())
+    }
+
+    /// Sets an account's native balance.
+    pub async fn set_balance(&self, who: &str, wei: alloy::primitives::U256) -> anyhow::Result<()> {
+        self.rpc(
+            "anvil_setBalance",
+            serde_json::json!([who, format!("{wei:#x}")]),
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Sends a transaction from an unlocked account and waits for its receipt; returns the
+    /// receipt.
+    pub async fn send(&self, tx: serde_json::Value) -> anyhow::Result<serde_json::Value> {
+        let hash = self
+            .rpc("eth_sendTransaction", serde_json::json!([tx]))
+            .await?;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let r = self
+                .rpc("eth_getTransactionReceipt", serde_json::json!([hash]))
+                .await?;
+            if !r.is_null() {
+                if r["status"] != "0x1" {
+                    bail!("transaction reverted");
+                }
+                return Ok(r);
+            }
+            if Instant::now() > deadline {
+                bail!("no receipt within 30 s");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Deploys `DemoToken` from anvil's first account; returns its address.
+    pub async fn deploy_demo_token(&self) -> anyhow::Result<alloy::primitives::Address> {
+        let r = self
+            .send(serde_json::json!({
+                "from": ANVIL_PAYER,
+                "data": format!("0x{}", DEMO_TOKEN_BIN.trim()),
+                "gas": "0x200000",
+            }))
+            .await?;
+        let a = r["contractAddress"].as_str().unwrap_or_default();
+        Ok(a.parse()?)
+    }
+
+    /// Sends native value; returns the receipt.
+    pub async fn pay_native(
+        &self,
+        from: &str,
+        to: alloy::primitives::Address,
+        wei: alloy::primitives::U256,
+    ) -> anyhow::Result<serde_json::Value> {
+        self.send(serde_json::json!({"from": from, "to": to, "value": format!("{wei:#x}")}))
+            .await
+    }
+
+    /// Mints demo tokens to `to`.
+    pub async fn mint(
+        &self,
+        token: alloy::primitives::Address,
+        to: alloy::primitives::Address,
+        amount: alloy::primitives::U256,
+    ) -> anyhow::Result<serde_json::Value> {
+        self.send(serde_json::json!({
+            "from": ANVIL_PAYER, "to": token, "gas": "0x100000",
+            "data": address_amount_call("40c10f19", to, amount),
+        }))
+        .await
+    }
+
+    /// Transfers tokens from an unlocked account.
+    pub async fn pay_token(
+        &self,
+        token: alloy::primitives::Address,
+        from: &str,
+        to: alloy::primitives::Address,
+        amount: alloy::primitives::U256,
+    ) -> anyhow::Result<serde_json::Value> {
+        self.send(serde_json::json!({
+            "from": from, "to": token, "gas": "0x100000",
+            "data": address_amount_call("a9059cbb", to, amount),
+        }))
+        .await
+    }
+}

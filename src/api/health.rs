@@ -162,6 +162,14 @@ pub async fn detail(state: &AppState) -> ApiResult {
             .iter()
             .map(|e| {
                 let (st, out) = match (&e.last_error, e.last_checked) {
+                    (None, Some(_)) if e.lagging => (
+                        "warn",
+                        Some(format!(
+                            "lagging: head {} trails the best known head {}; avoided",
+                            e.head.unwrap_or(0),
+                            status.best_head().unwrap_or(0)
+                        )),
+                    ),
                     (None, Some(_)) => ("pass", None),
                     (Some(err), _) => (
                         "warn",

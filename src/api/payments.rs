@@ -14,6 +14,7 @@ use warp::http::{header, StatusCode};
 use super::auth::{self, Merchant};
 use super::{bytes_response, json, ApiError, ApiRequest, ApiResult, AppState};
 use crate::config::{ChainSettings, PaymentSettings};
+use crate::domain::lifecycle::Change;
 use crate::domain::{parse_units, AmountError, Asset, HistoryEntry, Payment, PaymentStatus};
 use crate::store::idempotency::{self, Claim};
 use crate::store::merchants::next_derivation_index;
@@ -245,8 +246,9 @@ fn replay(status: u16, body: Vec<u8>, state: &AppState) -> ApiResult {
     Ok(r)
 }
 
-fn head_of(_state: &AppState, _chain: &str) -> Option<u64> {
-    None
+/// The best head this process knows for a chain (from its own scanner), if any.
+fn head_of(state: &AppState, chain: &str) -> Option<u64> {
+    state.chain_status.get(chain).and_then(|s| s.best_head())
 }
 
 /// `POST /v1/payments`
@@ -470,16 +472,13 @@ pub async fn cancel(state: &AppState, req: &ApiRequest, id: &str) -> ApiResult {
             "a payment can be canceled only while pending with nothing received; it is {status}"
         )));
     }
-    let payment = store::transition(
-        &tx,
-        merchant.id,
-        id,
-        status,
-        PaymentStatus::Canceled,
-        "canceled_by_merchant",
-        "payment.canceled",
-    )
-    .await?;
+    let change = Change {
+        status: PaymentStatus::Canceled,
+        exception: None,
+        received,
+        event: Some(("payment.canceled", "canceled_by_merchant")),
+    };
+    let payment = store::write_change(&tx, merchant.id, id, status, &change).await?;
     let bytes =
         serde_json::to_vec(&payment.to_object(None)).map_err(|e| ApiError::Internal(e.into()))?;
     if let Some(key) = &key {
@@ -513,6 +512,8 @@ mod tests {
             chain_id: 1,
             rpc_urls: vec![RpcUrl::new("http://127.0.0.1:8545")],
             poll_interval_ms: None,
+            max_head_lag_blocks: 5,
+            scan_batch_blocks: 500,
             native_symbol: "ETH".into(),
             confirmations: 12,
             block_time_ms: 12000,

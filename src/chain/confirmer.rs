@@ -1,29 +1,105 @@
-//! The confirmer: counts confirmations and expires payments. (The lifecycle lands with the
-//! chain-ingestion work; for now a tick measures the open payments of its chain.)
+//! The confirmer: counts each counted transfer's depth from the canonical head, confirms a
+//! payment once every counted transfer is deep enough and still on the canonical chain,
+//! and expires payments whose window ended.
 
 use std::time::Duration;
 
+use slog::Logger;
+
 use super::metrics::ChainMetrics;
-use crate::store::{payments, Store};
+use super::report_changes;
+use super::rpc::ChainRpc;
+use crate::store::{payments, Store, StoreError};
 use crate::supervision::worker::{Work, WorkError};
+use crate::telemetry::metrics::PaymentMetrics;
 
 /// One chain's confirmer.
 pub struct Confirmer {
     chain: String,
+    rpc: ChainRpc,
     store: Store,
     metrics: ChainMetrics,
+    payment_metrics: PaymentMetrics,
+    log: Logger,
     interval: Duration,
 }
 
 impl Confirmer {
     /// Builds a confirmer.
-    pub fn new(chain: &str, store: Store, metrics: ChainMetrics, interval: Duration) -> Self {
+    pub fn new(
+        chain: &str,
+        rpc: ChainRpc,
+        store: Store,
+        metrics: ChainMetrics,
+        payment_metrics: PaymentMetrics,
+        log: Logger,
+        interval: Duration,
+    ) -> Self {
         Self {
             chain: chain.to_string(),
+            rpc,
             store,
             metrics,
+            payment_metrics,
+            log,
             interval,
         }
+    }
+
+    async fn confirm_deep_enough(&self, best: u64) -> Result<(), WorkError> {
+        let client = self.store.client().await?;
+        for p in payments::processing(&client, &self.chain).await? {
+            let depth = p
+                .transfer_blocks
+                .iter()
+                .map(|(n, _)| if best >= *n { best - n + 1 } else { 0 })
+                .min()
+                .unwrap_or(0);
+            let depth = u32::try_from(depth).unwrap_or(u32::MAX);
+            if depth < p.confirmations_required {
+                if depth != p.confirmations {
+                    payments::set_confirmations(&client, p.id, depth).await?;
+                }
+                continue;
+            }
+            // Deep enough by number; confirm only if each block is still the canonical one.
+            let mut canonical = true;
+            for (n, hash) in &p.transfer_blocks {
+                if format!("{:#x}", self.rpc.header(*n).await?.hash) != *hash {
+                    canonical = false;
+                    break;
+                }
+            }
+            if !canonical {
+                slog::info!(self.log, "transfer block no longer canonical; waiting for the scanner";
+                    "payment_id" => %p.id);
+                continue;
+            }
+            let mut c = self.store.client().await?;
+            let tx = c.transaction().await.map_err(StoreError::from)?;
+            let change = payments::confirm(&tx, p.id, &p.transfer_blocks, depth).await?;
+            tx.commit().await.map_err(StoreError::from)?;
+            if let Some(ch) = change {
+                report_changes(&[ch], &self.payment_metrics, &self.log);
+            }
+        }
+        Ok(())
+    }
+
+    async fn expire_due(&self) -> Result<(), WorkError> {
+        let client = self.store.client().await?;
+        let due = payments::expirable(&client, &self.chain).await?;
+        drop(client);
+        for id in due {
+            let mut c = self.store.client().await?;
+            let tx = c.transaction().await.map_err(StoreError::from)?;
+            let change = payments::expire(&tx, id).await?;
+            tx.commit().await.map_err(StoreError::from)?;
+            if let Some(ch) = change {
+                report_changes(&[ch], &self.payment_metrics, &self.log);
+            }
+        }
+        Ok(())
     }
 }
 
@@ -33,6 +109,10 @@ impl Work for Confirmer {
     }
 
     async fn tick_once(&mut self) -> Result<(), WorkError> {
+        // Expiry needs no chain: do it even while every RPC endpoint is down.
+        self.expire_due().await?;
+        let best = self.rpc.refresh_heads().await?;
+        self.confirm_deep_enough(best).await?;
         let client = self.store.client().await?;
         let open = payments::count_open(&client, &self.chain).await?;
         self.metrics

@@ -10,3 +10,29 @@ pub mod sweeper;
 
 pub use rpc::{ChainRpc, RpcError};
 pub use status::{ChainStatus, ChainStatusRegistry, EndpointStatus};
+
+use slog::Logger;
+
+use crate::store::payments::AppliedChange;
+use crate::telemetry::metrics::PaymentMetrics;
+
+/// Counts and logs payment changes written by a chain worker.
+pub(crate) fn report_changes(changes: &[AppliedChange], metrics: &PaymentMetrics, log: &Logger) {
+    for ch in changes {
+        if ch.from != ch.to {
+            metrics
+                .transitions
+                .with_label_values(&[ch.chain.as_str(), ch.to.as_str()])
+                .inc();
+        }
+        if let Some(secs) = ch.confirmation_latency {
+            metrics
+                .confirmation_latency
+                .with_label_values(&[ch.chain.as_str()])
+                .observe(secs);
+        }
+        slog::info!(log, "payment updated";
+            "payment_id" => %ch.payment_id, "chain" => &ch.chain,
+            "from" => ch.from.as_str(), "to" => ch.to.as_str(), "event" => ch.event.unwrap_or("none"));
+    }
+}

@@ -1,15 +1,26 @@
-//! The per-chain RPC client on alloy: several endpoints, tried in order of health, each
-//! with its own timeout and statistics. Errors never carry URLs.
+//! The per-chain RPC client on alloy.
+//!
+//! - Several endpoints: a request goes to the healthiest one and fails over to the next on a
+//!   transport failure; a failing endpoint backs off exponentially (0.5 s up to 30 s).
+//! - [`ChainRpc::refresh_heads`] asks every endpoint for its head. An endpoint whose head
+//!   trails the best by more than `max_lag` blocks is avoided even while it answers, and no
+//!   request about block N ever goes to an endpoint that has not reported N: a lagging node
+//!   answers "no logs" for blocks it does not have, which would silently skip payments.
+//! - A JSON-RPC error (the node answered) is returned to the caller without failover: it is
+//!   about the request (e.g. a log range too large), not the endpoint.
+//! - Blocks are decoded with minimal structs, so chains with extra transaction types (L2
+//!   deposit transactions) decode too. Errors and metrics never carry URLs.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use alloy::network::Ethereum;
-use alloy::providers::{Provider, RootProvider};
+use alloy::primitives::{Address, Bytes, B256, U256, U64};
 use alloy::rpc::client::RpcClient;
+use alloy::rpc::json_rpc::{RpcRecv, RpcSend};
 use alloy::transports::http::Http;
 use alloy::transports::{TransportError, TransportErrorKind};
+use futures::future::join_all;
+use serde::{Deserialize, Serialize};
 
 use super::metrics::ChainMetrics;
 use super::status::ChainStatusRegistry;
@@ -35,12 +46,18 @@ pub enum RpcError {
         /// The node's message (truncated).
         message: String,
     },
-    /// Anything else (malformed response, broken connection).
+    /// A response that does not decode.
+    #[error("malformed response")]
+    Decode,
+    /// Anything else (a broken connection).
     #[error("transport error")]
     Transport,
-    /// No endpoint is configured.
-    #[error("no RPC endpoint")]
+    /// No endpoint can serve the request now (all backing off, or none has the block yet).
+    #[error("no usable RPC endpoint")]
     NoEndpoint,
+    /// A block the head says exists was not returned.
+    #[error("block {0} not available")]
+    MissingBlock(u64),
 }
 
 impl RpcError {
@@ -48,16 +65,31 @@ impl RpcError {
     pub fn outcome(&self) -> &'static str {
         match self {
             Self::Timeout => "timeout",
-            Self::Connect => "connect_error",
             Self::Http(_) => "http_error",
-            Self::Rpc { .. } => "rpc_error",
-            Self::Transport | Self::NoEndpoint => "connect_error",
+            Self::Rpc { .. } | Self::Decode | Self::MissingBlock(_) => "rpc_error",
+            Self::Connect | Self::Transport | Self::NoEndpoint => "connect_error",
         }
     }
 
     /// RPC failures are transient from the gateway's point of view.
     pub fn is_retryable(&self) -> bool {
-        !matches!(self, Self::NoEndpoint)
+        true
+    }
+
+    /// Whether a provider refused a log query for its size (the caller splits the range).
+    pub fn is_range_too_large(&self) -> bool {
+        match self {
+            Self::Rpc { code, message } => {
+                let m = message.to_ascii_lowercase();
+                *code == -32005
+                    || m.contains("range")
+                    || m.contains("too many")
+                    || m.contains("limit")
+                    || m.contains("too large")
+            }
+            Self::Http(413) => true,
+            _ => false,
+        }
     }
 
     fn from_transport(e: &TransportError) -> Self {
@@ -66,6 +98,7 @@ impl RpcError {
                 code: p.code,
                 message: p.message.chars().take(200).collect(),
             },
+            TransportError::DeserError { .. } => Self::Decode,
             TransportError::Transport(TransportErrorKind::HttpError(h)) => Self::Http(h.status),
             TransportError::Transport(TransportErrorKind::Custom(inner)) => {
                 match inner.downcast_ref::<reqwest::Error>() {
@@ -77,19 +110,117 @@ impl RpcError {
             _ => Self::Transport,
         }
     }
+
+    /// Whether the node itself answered (so the endpoint is alive).
+    fn is_node_answer(&self) -> bool {
+        matches!(self, Self::Rpc { .. } | Self::Decode)
+    }
+}
+
+/// A transaction, as much of it as payment detection needs.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RpcTransaction {
+    /// Hash.
+    pub hash: B256,
+    /// Sender.
+    pub from: Address,
+    /// Recipient; `None` for contract creation.
+    pub to: Option<Address>,
+    /// Native value.
+    #[serde(default)]
+    pub value: U256,
+}
+
+/// A block with its transactions.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RpcBlock {
+    /// Number.
+    pub number: U64,
+    /// Hash.
+    pub hash: B256,
+    /// Parent hash.
+    pub parent_hash: B256,
+    /// Transactions (full objects).
+    #[serde(default)]
+    pub transactions: Vec<RpcTransaction>,
+}
+
+/// A block header.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RpcHeader {
+    /// Number.
+    pub number: U64,
+    /// Hash.
+    pub hash: B256,
+    /// Parent hash.
+    pub parent_hash: B256,
+}
+
+/// A log entry.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RpcLog {
+    /// Emitting contract.
+    pub address: Address,
+    /// Topics.
+    pub topics: Vec<B256>,
+    /// Data.
+    pub data: Bytes,
+    /// Block number.
+    pub block_number: U64,
+    /// Block hash.
+    pub block_hash: B256,
+    /// Transaction hash.
+    pub transaction_hash: B256,
+    /// Index in the block.
+    pub log_index: U64,
+    /// Set by nodes for logs of reorged blocks.
+    #[serde(default)]
+    pub removed: bool,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct LogFilter {
+    from_block: U64,
+    to_block: U64,
+    topics: Vec<Option<Vec<B256>>>,
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct Health {
+    failures: u32,
+    backoff_until: Option<Instant>,
+    head: Option<u64>,
 }
 
 struct Endpoint {
     host: String,
-    provider: RootProvider<Ethereum>,
+    client: RpcClient,
+    health: Mutex<Health>,
 }
 
-/// A chain's RPC client (cheap to clone).
+impl Endpoint {
+    fn health(&self) -> Health {
+        self.health.lock().map(|h| *h).unwrap_or_default()
+    }
+
+    fn update(&self, f: impl FnOnce(&mut Health)) {
+        if let Ok(mut h) = self.health.lock() {
+            f(&mut h);
+        }
+    }
+}
+
+/// A chain's RPC client (cheap to clone; clones share endpoint health).
 #[derive(Clone)]
 pub struct ChainRpc {
     chain: String,
     endpoints: Arc<Vec<Endpoint>>,
-    preferred: Arc<AtomicUsize>,
+    max_lag: u64,
     status: ChainStatusRegistry,
     metrics: ChainMetrics,
 }
@@ -114,10 +245,10 @@ impl ChainRpc {
             .filter_map(|u| {
                 let url = url::Url::parse(u.expose()).ok()?;
                 let transport = Http::with_client(http.clone(), url);
-                let client = RpcClient::new(transport, false);
                 Some(Endpoint {
                     host: u.host(),
-                    provider: RootProvider::new(client),
+                    client: RpcClient::new(transport, false),
+                    health: Mutex::new(Health::default()),
                 })
             })
             .collect();
@@ -128,7 +259,7 @@ impl ChainRpc {
         Self {
             chain: chain.name.clone(),
             endpoints: Arc::new(endpoints),
-            preferred: Arc::new(AtomicUsize::new(0)),
+            max_lag: chain.max_head_lag_blocks,
             status,
             metrics,
         }
@@ -151,60 +282,194 @@ impl ChainRpc {
             Ok(_) => "ok",
             Err(e) => e.outcome(),
         };
+        let chain = self.chain.as_str();
         self.metrics
             .rpc_requests
-            .with_label_values(&[self.chain.as_str(), method, outcome])
+            .with_label_values(&[chain, method, outcome])
             .inc();
         self.metrics
             .rpc_duration
-            .with_label_values(&[self.chain.as_str(), method])
+            .with_label_values(&[chain, method])
             .observe(elapsed.as_secs_f64());
-        self.status.update(&self.chain, |s| {
-            if let Some(ep) = s.endpoints.get_mut(idx) {
-                ep.last_latency = Some(elapsed);
-                ep.last_checked = Some(SystemTime::now());
-                match result {
-                    Ok(head) => {
-                        if head.is_some() {
-                            ep.head = head;
-                        }
-                        ep.last_error = None;
-                        ep.consecutive_failures = 0;
-                    }
-                    Err(e) => {
-                        ep.last_error = Some(e.to_string());
-                        ep.consecutive_failures = ep.consecutive_failures.saturating_add(1);
-                    }
+        let Some(ep) = self.endpoints.get(idx) else {
+            return;
+        };
+        match result {
+            Ok(head) => ep.update(|h| {
+                h.failures = 0;
+                h.backoff_until = None;
+                if head.is_some() {
+                    h.head = head;
                 }
+            }),
+            Err(e) if e.is_node_answer() => {}
+            Err(_) => ep.update(|h| {
+                h.failures = h.failures.saturating_add(1);
+                let backoff = Duration::from_millis(500)
+                    .saturating_mul(1 << h.failures.min(6).saturating_sub(1))
+                    .min(Duration::from_secs(30));
+                h.backoff_until = Some(Instant::now() + backoff);
+            }),
+        }
+        let health = ep.health();
+        self.status.update(&self.chain, |s| {
+            if let Some(st) = s.endpoints.get_mut(idx) {
+                st.last_latency = Some(elapsed);
+                st.last_checked = Some(SystemTime::now());
+                st.head = health.head;
+                st.consecutive_failures = health.failures;
+                st.last_error = match result {
+                    Ok(_) => None,
+                    Err(e) => Some(e.to_string()),
+                };
             }
         });
     }
 
-    /// `eth_blockNumber`, trying each endpoint once, starting with the preferred one; the
-    /// first that answers becomes preferred.
-    pub async fn block_number(&self) -> Result<u64, RpcError> {
-        let n = self.endpoints.len();
-        if n == 0 {
-            return Err(RpcError::NoEndpoint);
-        }
-        let first = self.preferred.load(Ordering::Relaxed) % n;
+    /// Asks every endpoint not backing off for its head; returns the best. Endpoints that
+    /// trail it by more than `max_lag` are marked lagging in the chain status.
+    pub async fn refresh_heads(&self) -> Result<u64, RpcError> {
+        let now = Instant::now();
+        let calls = self
+            .endpoints
+            .iter()
+            .enumerate()
+            .map(|(idx, ep)| async move {
+                if ep.health().backoff_until.is_some_and(|t| t > now) {
+                    return None;
+                }
+                let started = Instant::now();
+                let r: Result<U64, _> = ep.client.request_noparams("eth_blockNumber").await;
+                match r {
+                    Ok(h) => {
+                        let head = h.to::<u64>();
+                        self.observe(idx, "eth_blockNumber", started, Ok(Some(head)));
+                        Some(head)
+                    }
+                    Err(e) => {
+                        let e = RpcError::from_transport(&e);
+                        self.observe(idx, "eth_blockNumber", started, Err(&e));
+                        None
+                    }
+                }
+            });
+        let heads = join_all(calls).await;
+        let best = heads
+            .iter()
+            .flatten()
+            .copied()
+            .max()
+            .ok_or(RpcError::NoEndpoint)?;
+        let max_lag = self.max_lag;
+        self.status.update(&self.chain, |s| {
+            for ep in &mut s.endpoints {
+                ep.lagging = ep.head.is_some_and(|h| h.saturating_add(max_lag) < best);
+            }
+        });
+        let as_gauge = i64::try_from(best).unwrap_or(i64::MAX);
+        self.metrics
+            .head_block
+            .with_label_values(&[self.chain.as_str()])
+            .set(as_gauge);
+        Ok(best)
+    }
+
+    /// Endpoints to try, best first: not backing off, not lagging, and known to have
+    /// `min_block`.
+    fn candidates(&self, min_block: u64) -> Vec<usize> {
+        let now = Instant::now();
+        let best = self
+            .endpoints
+            .iter()
+            .filter_map(|e| e.health().head)
+            .max()
+            .unwrap_or(0);
+        let mut c: Vec<(u32, usize)> = self
+            .endpoints
+            .iter()
+            .enumerate()
+            .filter_map(|(i, e)| {
+                let h = e.health();
+                let usable = h.backoff_until.is_none_or(|t| t <= now)
+                    && h.head.is_some_and(|head| {
+                        head >= min_block && head.saturating_add(self.max_lag) >= best
+                    });
+                usable.then_some((h.failures, i))
+            })
+            .collect();
+        c.sort();
+        c.into_iter().map(|(_, i)| i).collect()
+    }
+
+    /// One JSON-RPC request about block `min_block` (or later), with failover.
+    pub async fn request<P, R>(
+        &self,
+        method: &'static str,
+        params: P,
+        min_block: u64,
+    ) -> Result<R, RpcError>
+    where
+        P: RpcSend + Clone,
+        R: RpcRecv,
+    {
         let mut last = RpcError::NoEndpoint;
-        for k in 0..n {
-            let idx = (first + k) % n;
+        for idx in self.candidates(min_block) {
             let started = Instant::now();
-            match self.endpoints[idx].provider.get_block_number().await {
-                Ok(head) => {
-                    self.observe(idx, "eth_blockNumber", started, Ok(Some(head)));
-                    self.preferred.store(idx, Ordering::Relaxed);
-                    return Ok(head);
+            let r: Result<R, TransportError> = self.endpoints[idx]
+                .client
+                .request(method, params.clone())
+                .await;
+            match r {
+                Ok(v) => {
+                    self.observe(idx, method, started, Ok(None));
+                    return Ok(v);
                 }
                 Err(e) => {
                     let e = RpcError::from_transport(&e);
-                    self.observe(idx, "eth_blockNumber", started, Err(&e));
+                    self.observe(idx, method, started, Err(&e));
+                    if e.is_node_answer() {
+                        return Err(e);
+                    }
                     last = e;
                 }
             }
         }
         Err(last)
     }
+
+    /// The block with full transactions.
+    pub async fn block(&self, n: u64) -> Result<RpcBlock, RpcError> {
+        let b: Option<RpcBlock> = self
+            .request("eth_getBlockByNumber", (U64::from(n), true), n)
+            .await?;
+        b.ok_or(RpcError::MissingBlock(n))
+    }
+
+    /// The block header.
+    pub async fn header(&self, n: u64) -> Result<RpcHeader, RpcError> {
+        let b: Option<RpcHeader> = self
+            .request("eth_getBlockByNumber", (U64::from(n), false), n)
+            .await?;
+        b.ok_or(RpcError::MissingBlock(n))
+    }
+
+    /// Logs with `topics` (position-wise alternatives) in `from..=to`.
+    pub async fn logs(
+        &self,
+        from: u64,
+        to: u64,
+        topics: Vec<Option<Vec<B256>>>,
+    ) -> Result<Vec<RpcLog>, RpcError> {
+        let filter = LogFilter {
+            from_block: U64::from(from),
+            to_block: U64::from(to),
+            topics,
+        };
+        self.request("eth_getLogs", [filter_value(&filter)?], to)
+            .await
+    }
+}
+
+fn filter_value(f: &LogFilter) -> Result<serde_json::Value, RpcError> {
+    serde_json::to_value(f).map_err(|_| RpcError::Decode)
 }

@@ -21,6 +21,8 @@ pub struct EndpointStatus {
     pub last_error: Option<String>,
     /// Failures since the last success.
     pub consecutive_failures: u32,
+    /// Its head trails the best by more than the chain's `max_head_lag_blocks`.
+    pub lagging: bool,
 }
 
 /// One chain.
@@ -64,6 +66,7 @@ impl ChainStatusRegistry {
                     head: None,
                     last_error: None,
                     consecutive_failures: 0,
+                    lagging: false,
                 })
                 .collect(),
             scanned_head: None,

@@ -2,6 +2,7 @@
 
 pub mod amount;
 pub mod apikey;
+pub mod lifecycle;
 pub mod payment;
 pub mod status;
 

@@ -5,6 +5,7 @@
 //! its history and event rows must land together.
 
 pub mod api_keys;
+pub mod chain;
 pub mod events;
 pub mod idempotency;
 pub mod merchants;

@@ -10,6 +10,7 @@ use tokio_postgres::Row;
 use uuid::Uuid;
 
 use super::StoreError;
+use crate::domain::lifecycle::{self, Cause, Change, PaymentFacts};
 use crate::domain::{Asset, HistoryEntry, Payment, PaymentException, PaymentStatus, Transfer};
 
 /// A payment about to be inserted.
@@ -323,58 +324,299 @@ pub async fn lock(
     .transpose()
 }
 
-/// Records one transition of a locked payment: sets the status, appends the history row
-/// and writes the outbox event carrying the updated payment object. Callers run it inside
-/// the transaction that holds the row lock, so the three land together or not at all.
-pub async fn transition(
+/// A change written to a payment, for metrics and logs.
+#[derive(Debug, Clone)]
+pub struct AppliedChange {
+    /// The payment.
+    pub payment_id: Uuid,
+    /// Its chain.
+    pub chain: String,
+    /// Status before.
+    pub from: PaymentStatus,
+    /// Status after.
+    pub to: PaymentStatus,
+    /// The event written, if any.
+    pub event: Option<&'static str>,
+    /// Seconds from first detection to confirmation, when this change confirmed it.
+    pub confirmation_latency: Option<f64>,
+}
+
+/// Writes `change` to a payment locked by the caller's transaction: status, exception and
+/// amounts, and, when the change carries an event, the history row and the outbox event
+/// with the updated payment object. They land together or not at all.
+pub async fn write_change(
     c: &impl GenericClient,
     merchant_id: Uuid,
     id: Uuid,
     from: PaymentStatus,
-    to: PaymentStatus,
-    reason: &str,
-    event_type: &str,
+    change: &Change,
 ) -> Result<Payment, StoreError> {
+    let stmt = c
+        .prepare_cached(
+            "UPDATE payments SET status = $3, exception = $4, amount_received_raw = $5, \
+               detected_at = CASE WHEN $5::numeric > 0 THEN COALESCE(detected_at, now()) ELSE detected_at END, \
+               confirmed_at = CASE WHEN $3 = 'confirmed' THEN COALESCE(confirmed_at, now()) ELSE confirmed_at END, \
+               event_sequence = event_sequence + CASE WHEN $6 THEN 1 ELSE 0 END, updated_at = now() \
+             WHERE merchant_id = $1 AND id = $2 RETURNING event_sequence",
+        )
+        .await?;
+    let exception = change.exception.map(PaymentException::as_str);
     let row = c
         .query_one(
-            "UPDATE payments SET status = $3, event_sequence = event_sequence + 1, updated_at = now() \
-             WHERE merchant_id = $1 AND id = $2 RETURNING event_sequence",
-            &[&merchant_id, &id, &to.as_str()],
+            &stmt,
+            &[
+                &merchant_id,
+                &id,
+                &change.status.as_str(),
+                &exception,
+                &change.received,
+                &change.event.is_some(),
+            ],
         )
         .await?;
     let sequence: i32 = row.get(0);
-    c.execute(
-        "INSERT INTO payment_history (payment_id, from_status, to_status, reason) VALUES ($1, $2, $3, $4)",
-        &[&id, &from.as_str(), &to.as_str(), &reason],
-    )
-    .await?;
+    if let Some((_, reason)) = change.event {
+        c.execute(
+            "INSERT INTO payment_history (payment_id, from_status, to_status, reason) VALUES ($1, $2, $3, $4)",
+            &[&id, &from.as_str(), &change.status.as_str(), &reason],
+        )
+        .await?;
+    }
     let payment = get(c, merchant_id, id)
         .await?
         .ok_or(StoreError::Corrupt("payments"))?;
-    let event_id = format!("evt_{}", Uuid::now_v7().simple());
-    let now = Utc::now();
-    let payload = serde_json::json!({
-        "id": event_id,
-        "type": event_type,
-        "created_at": crate::domain::payment::rfc3339(&now),
-        "sequence": sequence,
-        "data": payment.to_object(None),
-    });
+    if let Some((event_type, _)) = change.event {
+        let event_id = format!("evt_{}", Uuid::now_v7().simple());
+        let now = Utc::now();
+        let payload = serde_json::json!({
+            "id": event_id,
+            "type": event_type,
+            "created_at": crate::domain::payment::rfc3339(&now),
+            "sequence": sequence,
+            "data": payment.to_object(None),
+        });
+        c.execute(
+            "INSERT INTO events (id, merchant_id, payment_id, type, sequence, payload, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            &[&event_id, &merchant_id, &id, &event_type, &sequence, &payload, &now],
+        )
+        .await?;
+    }
+    Ok(payment)
+}
+
+/// Why a payment is recomputed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recompute {
+    /// New transfers were recorded.
+    Funds,
+    /// A reorg removed or moved transfers.
+    Reorg,
+}
+
+struct Locked {
+    merchant_id: Uuid,
+    chain: String,
+    facts: PaymentFacts,
+    detected_at: Option<DateTime<Utc>>,
+}
+
+async fn lock_facts(c: &impl GenericClient, id: Uuid) -> Result<Option<Locked>, StoreError> {
+    let stmt = c
+        .prepare_cached(
+            "SELECT merchant_id, chain, status, exception, amount_raw, amount_received_raw, expires_at, detected_at \
+             FROM payments WHERE id = $1 FOR UPDATE",
+        )
+        .await?;
+    let Some(r) = c.query_opt(&stmt, &[&id]).await? else {
+        return Ok(None);
+    };
+    let bad = || StoreError::Corrupt("payments");
+    let status: String = r.get(2);
+    let exception: Option<String> = r.get(3);
+    Ok(Some(Locked {
+        merchant_id: r.get(0),
+        chain: r.get(1),
+        facts: PaymentFacts {
+            status: status.parse().map_err(|_| bad())?,
+            exception: exception
+                .as_deref()
+                .map(PaymentException::from_str)
+                .transpose()
+                .map_err(|_| bad())?,
+            amount: r.get(4),
+            received: r.get(5),
+            expires_at: r.get(6),
+        },
+        detected_at: r.get(7),
+    }))
+}
+
+/// Locks a payment, applies `cause` and writes the result. `None` when nothing changed.
+async fn apply_cause(
+    c: &impl GenericClient,
+    locked: Locked,
+    id: Uuid,
+    cause: Cause,
+) -> Result<Option<AppliedChange>, StoreError> {
+    let Some(change) = lifecycle::apply(&locked.facts, cause) else {
+        return Ok(None);
+    };
+    write_change(c, locked.merchant_id, id, locked.facts.status, &change).await?;
+    let confirmation_latency = (change.status == PaymentStatus::Confirmed)
+        .then(|| {
+            locked
+                .detected_at
+                .map(|d| (Utc::now() - d).num_milliseconds() as f64 / 1000.0)
+        })
+        .flatten();
+    Ok(Some(AppliedChange {
+        payment_id: id,
+        chain: locked.chain,
+        from: locked.facts.status,
+        to: change.status,
+        event: change.event.map(|(e, _)| e),
+        confirmation_latency,
+    }))
+}
+
+/// Recomputes a payment's received sum from its counted, canonical transfers and applies
+/// the lifecycle. Run inside the transaction that changed the transfers.
+pub async fn recompute(
+    c: &impl GenericClient,
+    id: Uuid,
+    why: Recompute,
+) -> Result<Option<AppliedChange>, StoreError> {
+    let Some(locked) = lock_facts(c, id).await? else {
+        return Ok(None);
+    };
+    let stmt = c
+        .prepare_cached(
+            "SELECT LEAST(COALESCE(sum(amount_raw), 0), \
+               115792089237316195423570985008687907853269984665640564039457584007913129639935::numeric) \
+             FROM payment_transfers WHERE payment_id = $1 AND counted AND NOT removed",
+        )
+        .await?;
+    let received: U256 = c.query_one(&stmt, &[&id]).await?.get(0);
+    let cause = match why {
+        Recompute::Funds => Cause::Funds { received },
+        Recompute::Reorg => Cause::Reorg { received },
+    };
+    apply_cause(c, locked, id, cause).await
+}
+
+/// A processing payment and the blocks of its counted, canonical transfers.
+#[derive(Debug, Clone)]
+pub struct ProcessingPayment {
+    /// The payment.
+    pub id: Uuid,
+    /// Required depth.
+    pub confirmations_required: u32,
+    /// Depth last recorded.
+    pub confirmations: u32,
+    /// `(block number, block hash)` of every counted, canonical transfer.
+    pub transfer_blocks: Vec<(u64, String)>,
+}
+
+/// Processing payments on a chain.
+pub async fn processing(
+    c: &impl GenericClient,
+    chain: &str,
+) -> Result<Vec<ProcessingPayment>, StoreError> {
+    let rows = c
+        .query(
+            "SELECT p.id, p.confirmations_required, p.confirmations, t.block_number, t.block_hash \
+             FROM payments p JOIN payment_transfers t ON t.payment_id = p.id AND t.counted AND NOT t.removed \
+             WHERE p.chain = $1 AND p.status = 'processing' ORDER BY p.id, t.block_number",
+            &[&chain],
+        )
+        .await?;
+    let bad = || StoreError::Corrupt("payments");
+    let mut out: Vec<ProcessingPayment> = Vec::new();
+    for r in rows {
+        let id: Uuid = r.get(0);
+        let n: i64 = r.get(3);
+        let block = (u64::try_from(n).map_err(|_| bad())?, r.get::<_, String>(4));
+        match out.last_mut() {
+            Some(p) if p.id == id => p.transfer_blocks.push(block),
+            _ => out.push(ProcessingPayment {
+                id,
+                confirmations_required: u32::try_from(r.get::<_, i32>(1)).map_err(|_| bad())?,
+                confirmations: u32::try_from(r.get::<_, i32>(2)).map_err(|_| bad())?,
+                transfer_blocks: vec![block],
+            }),
+        }
+    }
+    Ok(out)
+}
+
+/// Records the depth of a payment's shallowest counted transfer.
+pub async fn set_confirmations(
+    c: &impl GenericClient,
+    id: Uuid,
+    confirmations: u32,
+) -> Result<(), StoreError> {
+    let n = i32::try_from(confirmations).unwrap_or(i32::MAX);
     c.execute(
-        "INSERT INTO events (id, merchant_id, payment_id, type, sequence, payload, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        &[
-            &event_id,
-            &merchant_id,
-            &id,
-            &event_type,
-            &sequence,
-            &payload,
-            &now,
-        ],
+        "UPDATE payments SET confirmations = $2 WHERE id = $1",
+        &[&id, &n],
     )
     .await?;
-    Ok(payment)
+    Ok(())
+}
+
+/// Confirms a processing payment whose transfers were verified canonical and deep enough,
+/// provided they are still exactly `verified` (a reorg in between leaves it processing).
+pub async fn confirm(
+    c: &impl GenericClient,
+    id: Uuid,
+    verified: &[(u64, String)],
+    depth: u32,
+) -> Result<Option<AppliedChange>, StoreError> {
+    let Some(locked) = lock_facts(c, id).await? else {
+        return Ok(None);
+    };
+    let rows = c
+        .query(
+            "SELECT block_number, block_hash FROM payment_transfers \
+             WHERE payment_id = $1 AND counted AND NOT removed ORDER BY block_number",
+            &[&id],
+        )
+        .await?;
+    let current: Vec<(u64, String)> = rows
+        .iter()
+        .map(|r| {
+            (
+                u64::try_from(r.get::<_, i64>(0)).unwrap_or(0),
+                r.get::<_, String>(1),
+            )
+        })
+        .collect();
+    if current != verified {
+        return Ok(None);
+    }
+    set_confirmations(c, id, depth).await?;
+    apply_cause(c, locked, id, Cause::DeepEnough).await
+}
+
+/// Open payments whose window has ended.
+pub async fn expirable(c: &impl GenericClient, chain: &str) -> Result<Vec<Uuid>, StoreError> {
+    let rows = c
+        .query(
+            "SELECT id FROM payments WHERE chain = $1 AND status IN ('pending', 'partially_paid') \
+             AND expires_at <= now() ORDER BY expires_at LIMIT 1000",
+            &[&chain],
+        )
+        .await?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
+}
+
+/// Expires a payment if its window has ended.
+pub async fn expire(c: &impl GenericClient, id: Uuid) -> Result<Option<AppliedChange>, StoreError> {
+    let Some(locked) = lock_facts(c, id).await? else {
+        return Ok(None);
+    };
+    apply_cause(c, locked, id, Cause::Clock { now: Utc::now() }).await
 }
 
 /// Open payments (pending, partially paid, processing) on a chain.

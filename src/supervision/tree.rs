@@ -71,6 +71,8 @@ pub struct TreeContext {
     pub chain_status: ChainStatusRegistry,
     /// Chain metrics.
     pub chain_metrics: ChainMetrics,
+    /// Payment metrics.
+    pub payment_metrics: crate::telemetry::metrics::PaymentMetrics,
     /// Root logger.
     pub log: Logger,
     /// Test-only fault injection.
@@ -184,27 +186,36 @@ impl TreeContext {
             .new(o!("chain" => chain.name.clone(), "actor" => actor));
         let tick = chain.poll_interval();
         let faults = self.faults.clone();
+        let rpc = || {
+            ChainRpc::new(
+                chain,
+                ms(self.settings.supervision.rpc_timeout_ms),
+                self.chain_status.clone(),
+                self.chain_metrics.clone(),
+            )
+        };
         match actor {
             "scanner" => {
-                let rpc = ChainRpc::new(
-                    chain,
-                    ms(self.settings.supervision.rpc_timeout_ms),
-                    self.chain_status.clone(),
-                    self.chain_metrics.clone(),
-                );
                 let work = Scanner::new(
-                    rpc,
+                    chain.clone(),
+                    rpc(),
+                    self.store.clone(),
                     self.chain_status.clone(),
                     self.chain_metrics.clone(),
-                    tick,
+                    self.payment_metrics.clone(),
+                    log.clone(),
+                    self.settings.payments.late_funds_window_seconds,
                 );
                 spawn_worker(work, key, hb, log, faults, parent).await
             }
             "confirmer" => {
                 let work = Confirmer::new(
                     &chain.name,
+                    rpc(),
                     self.store.clone(),
                     self.chain_metrics.clone(),
+                    self.payment_metrics.clone(),
+                    log.clone(),
                     tick,
                 );
                 spawn_worker(work, key, hb, log, faults, parent).await

@@ -25,6 +25,9 @@ pub enum WorkError {
     /// The database failed.
     #[error("store: {0}")]
     Store(#[from] StoreError),
+    /// The chain view changed mid-tick (a reorg in progress); retried next tick.
+    #[error("inconsistent chain view: {0}")]
+    Inconsistent(&'static str),
 }
 
 impl WorkError {
@@ -33,6 +36,7 @@ impl WorkError {
         match self {
             Self::Rpc(e) => e.is_retryable(),
             Self::Store(e) => e.is_retryable(),
+            Self::Inconsistent(_) => true,
         }
     }
 

@@ -29,6 +29,8 @@ pub fn test_chain(name: &str, chain_id: u64, rpc: &str) -> ChainSettings {
         chain_id,
         rpc_urls: vec![RpcUrl::new(rpc)],
         poll_interval_ms: None,
+        max_head_lag_blocks: 5,
+        scan_batch_blocks: 500,
         native_symbol: "ETH".into(),
         confirmations: 3,
         block_time_ms: 1000,
@@ -82,6 +84,7 @@ pub fn base_settings(database_url: &str) -> Settings {
 
 pub struct TestApp {
     pub state: ctrip::api::AppState,
+    pub db_url: String,
     pub address: String,
     pub client: reqwest::Client,
     pub store: Store,
@@ -116,11 +119,30 @@ pub async fn spawn_app_on(database_url: &str, customize: impl FnOnce(&mut Settin
     tokio::spawn(app.run_until_stopped(async {
         let _ = rx.await;
     }));
+    // With the well-known test mnemonic, BIP-44 account 0 holds anvil's funded default
+    // accounts; a placeholder merchant takes it so test deposit addresses never coincide
+    // with a payer.
+    let client = store.client().await.expect("db");
+    let taken: bool = client
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM merchants WHERE account_index = 0)",
+            &[],
+        )
+        .await
+        .expect("query")
+        .get(0);
+    drop(client);
+    if !taken {
+        ctrip::ops::create_merchant(&store, "Account zero placeholder")
+            .await
+            .expect("placeholder merchant");
+    }
     let created = ctrip::ops::create_merchant(&store, "Test merchant")
         .await
         .expect("merchant");
     TestApp {
         state,
+        db_url: database_url.to_string(),
         address,
         client: reqwest::Client::new(),
         store,
