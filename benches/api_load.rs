@@ -102,21 +102,6 @@ where
     phase
 }
 
-async fn create_database(maintenance: &str) -> String {
-    let name = format!("ctrip_bench_{}", uuid::Uuid::new_v4().simple());
-    let (client, conn) = tokio_postgres::connect(maintenance, tokio_postgres::NoTls)
-        .await
-        .expect("PostgreSQL answers at CTRIP_TEST_DATABASE_URL");
-    tokio::spawn(conn);
-    client
-        .batch_execute(&format!(r#"CREATE DATABASE "{name}""#))
-        .await
-        .unwrap();
-    let mut url = url::Url::parse(maintenance).unwrap();
-    url.set_path(&name);
-    url.to_string()
-}
-
 fn main() {
     // `cargo bench` passes --bench; nothing else to parse.
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -131,7 +116,9 @@ async fn bench() {
     let seconds: u64 = env_or("BENCH_SECONDS", 10);
     let maintenance = std::env::var("CTRIP_TEST_DATABASE_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-    let db = create_database(&maintenance).await;
+    let db = ctrip::devnet::create_database(&maintenance, "ctrip_bench")
+        .await
+        .unwrap();
 
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
     let mut s = Settings::load_layers(&dir, None, None, false).unwrap();

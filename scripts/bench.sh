@@ -3,4 +3,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 eval "export $(CTRIP_SETUP_PROMTOOL=0 scripts/setup.sh | tail -n 1)"
-cargo bench --bench api_load
+# scripts/bench.sh            runs every benchmark
+# scripts/bench.sh NAME       runs one (api_load, chain_backfill)
+if [ $# -gt 0 ]; then
+  for b in "$@"; do cargo bench --bench "$b"; done
+else
+  cargo bench --bench api_load
+  cargo bench --bench chain_backfill
+fi

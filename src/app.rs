@@ -81,6 +81,7 @@ impl Application {
             chain_status: state.chain_status.clone(),
             chain_metrics: state.metrics.chain.clone(),
             payment_metrics: state.metrics.payments.clone(),
+            webhook_metrics: state.metrics.webhooks.clone(),
             log: state.log.clone(),
             faults: state.faults.clone(),
             directory: state.directory.clone(),

@@ -163,6 +163,16 @@ pub struct WebhookSettings {
     pub max_attempts: u32,
     /// Allow loopback/private targets (dev and tests only).
     pub allow_private_targets: bool,
+    /// Delay after each failed attempt, in milliseconds (the last entry repeats).
+    pub retry_schedule_ms: Vec<u64>,
+    /// How often an idle dispatcher looks for due deliveries.
+    pub poll_interval_ms: u64,
+    /// Deliveries one worker claims and sends concurrently per tick.
+    pub batch_size: usize,
+    /// Default grace period of a secret rotation.
+    pub rotation_grace_seconds: u64,
+    /// `webhooks:oldestPendingAge` turns `warn` past this.
+    pub backlog_warn_seconds: u64,
 }
 
 /// `[telemetry]`
@@ -553,6 +563,27 @@ impl Settings {
             return Err(ConfigError::invalid(
                 "webhooks.workers",
                 "must be between 1 and 256",
+            ));
+        }
+        if self.webhooks.retry_schedule_ms.is_empty() {
+            return Err(ConfigError::invalid(
+                "webhooks.retry_schedule_ms",
+                "must not be empty",
+            ));
+        }
+        if self.webhooks.poll_interval_ms == 0
+            || self.webhooks.batch_size == 0
+            || self.webhooks.batch_size > 1000
+        {
+            return Err(ConfigError::invalid(
+                "webhooks.poll_interval_ms",
+                "poll_interval_ms must be positive and batch_size between 1 and 1000",
+            ));
+        }
+        if self.webhooks.request_timeout_ms == 0 {
+            return Err(ConfigError::invalid(
+                "webhooks.request_timeout_ms",
+                "must be positive",
             ));
         }
         if self.webhooks.max_attempts == 0 {

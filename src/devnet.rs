@@ -431,3 +431,19 @@ impl DevChain {
         .await
     }
 }
+
+/// Creates an empty, uniquely named database on the server behind `maintenance_url`
+/// (a test or benchmark database, zero2prod style) and returns its URL.
+pub async fn create_database(maintenance_url: &str, prefix: &str) -> anyhow::Result<String> {
+    let name = format!("{prefix}_{}", uuid::Uuid::new_v4().simple());
+    let (client, conn) = tokio_postgres::connect(maintenance_url, tokio_postgres::NoTls)
+        .await
+        .context("the PostgreSQL server does not answer")?;
+    tokio::spawn(conn);
+    client
+        .batch_execute(&format!(r#"CREATE DATABASE "{name}""#))
+        .await?;
+    let mut url = url::Url::parse(maintenance_url)?;
+    url.set_path(&name);
+    Ok(url.to_string())
+}

@@ -66,6 +66,13 @@ pub async fn metrics(state: &AppState) -> ApiResult {
         .with_label_values(&["in_use"])
         .set(pool.size as i64 - idle);
     db.waiting.set(pool.waiting as i64);
+    if let Ok(c) = state.store.client().await {
+        if let Ok((n, age)) = crate::store::webhooks::backlog(&c).await {
+            let w = &state.metrics.webhooks;
+            w.queue_depth.set(i64::try_from(n).unwrap_or(i64::MAX));
+            w.oldest_pending_age.set(age);
+        }
+    }
     Ok(bytes_response(
         StatusCode::OK,
         "text/plain; version=0.0.4",
@@ -268,31 +275,54 @@ pub async fn detail(state: &AppState) -> ApiResult {
 
     let backlog = if db_ok {
         match state.store.client().await {
-            Ok(c) => crate::store::events::backlog(&c).await.ok(),
+            Ok(c) => crate::store::webhooks::backlog(&c).await.ok(),
             Err(_) => None,
         }
     } else {
         None
     };
-    let note = Some(
-        "webhook delivery is not implemented yet: every outbox event counts as pending".to_string(),
-    );
-    let (depth, age) = backlog.map_or((json!(null), json!(null)), |(n, a)| (json!(n), json!(a)));
+    let warn_after = state.settings.webhooks.backlog_warn_seconds as f64;
+    let (depth, age, age_status, out) = match backlog {
+        Some((n, a)) if a > warn_after => (
+            json!(n),
+            json!(a),
+            "warn",
+            Some(format!(
+                "the oldest undelivered webhook is older than {warn_after} s"
+            )),
+        ),
+        Some((n, a)) => (json!(n), json!(a), "pass", None),
+        None => (
+            json!(null),
+            json!(null),
+            "warn",
+            Some("unknown: database unreachable".to_string()),
+        ),
+    };
+    warn |= age_status == "warn" && db_ok;
     checks.insert(
         "webhooks:queueDepth".into(),
         json!([check(
             "webhooks",
             "component",
             depth,
-            "events",
+            "deliveries",
             "pass",
             &now,
-            note.clone()
+            None
         )]),
     );
     checks.insert(
         "webhooks:oldestPendingAge".into(),
-        json!([check("webhooks", "component", age, "s", "pass", &now, note)]),
+        json!([check(
+            "webhooks",
+            "component",
+            age,
+            "s",
+            age_status,
+            &now,
+            out
+        )]),
     );
 
     let (status, code) = if !db_ok {

@@ -10,7 +10,9 @@ mod auth;
 mod chains;
 pub mod error;
 mod health;
+mod idempotent;
 mod payments;
+mod webhooks;
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -282,6 +284,37 @@ async fn dispatch(state: &AppState, req: &ApiRequest) -> (&'static str, ApiResul
                 payments::cancel(state, req, id)
             )
         }
+        ["v1", "webhook-endpoints"] => match *m {
+            Method::POST => (
+                "/v1/webhook-endpoints",
+                webhooks::create_endpoint(state, req).await,
+            ),
+            Method::GET => (
+                "/v1/webhook-endpoints",
+                webhooks::list_endpoints(state, req).await,
+            ),
+            _ => ("/v1/webhook-endpoints", Err(ApiError::MethodNotAllowed)),
+        },
+        ["v1", "webhook-endpoints", id] => only!(
+            "/v1/webhook-endpoints/{id}",
+            Method::DELETE,
+            webhooks::delete_endpoint(state, req, id)
+        ),
+        ["v1", "webhook-endpoints", id, "rotate-secret"] => only!(
+            "/v1/webhook-endpoints/{id}/rotate-secret",
+            Method::POST,
+            webhooks::rotate_secret(state, req, id)
+        ),
+        ["v1", "webhook-deliveries"] => only!(
+            "/v1/webhook-deliveries",
+            Method::GET,
+            webhooks::list_deliveries(state, req)
+        ),
+        ["v1", "webhook-deliveries", id, "redeliver"] => only!(
+            "/v1/webhook-deliveries/{id}/redeliver",
+            Method::POST,
+            webhooks::redeliver(state, req, id)
+        ),
         _ => (
             "unmatched",
             Err(ApiError::NotFound("no such endpoint".into())),

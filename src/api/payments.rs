@@ -210,7 +210,7 @@ fn parse_json_body(req: &ApiRequest) -> Result<Value, ApiError> {
 }
 
 /// The `Idempotency-Key` header, validated.
-fn idempotency_key(req: &ApiRequest) -> Result<Option<String>, ApiError> {
+pub(super) fn idempotency_key(req: &ApiRequest) -> Result<Option<String>, ApiError> {
     let Some(v) = req.headers.get("idempotency-key") else {
         return Ok(None);
     };
@@ -225,7 +225,7 @@ fn idempotency_key(req: &ApiRequest) -> Result<Option<String>, ApiError> {
 
 /// Hash of what makes two requests "the same": method, path and the canonical JSON body
 /// (serde_json sorts object keys, so key order and whitespace do not matter).
-fn request_hash(req: &ApiRequest, canonical: &[u8]) -> Vec<u8> {
+pub(super) fn request_hash(req: &ApiRequest, canonical: &[u8]) -> Vec<u8> {
     let mut h = Sha256::new();
     h.update(req.method.as_str().as_bytes());
     h.update(b" ");
@@ -235,7 +235,7 @@ fn request_hash(req: &ApiRequest, canonical: &[u8]) -> Vec<u8> {
     h.finalize().to_vec()
 }
 
-fn replay(status: u16, body: Vec<u8>, state: &AppState) -> ApiResult {
+pub(super) fn replay(status: u16, body: Vec<u8>, state: &AppState) -> ApiResult {
     state.metrics.idempotent_replays.inc();
     let status = StatusCode::from_u16(status).map_err(|e| ApiError::Internal(e.into()))?;
     let mut r = bytes_response(status, "application/json", body.into());
@@ -270,6 +270,7 @@ pub async fn create(state: &AppState, req: &ApiRequest) -> ApiResult {
                     "Idempotency-Key was already used with a different request".into(),
                 ))
             }
+            Claim::InProgress => return Err(in_progress()),
         }
     }
     let index = next_derivation_index(&tx, merchant.account_index).await?;
@@ -320,6 +321,10 @@ pub async fn create(state: &AppState, req: &ApiRequest) -> ApiResult {
         "application/json",
         bytes.into(),
     ))
+}
+
+pub(super) fn in_progress() -> ApiError {
+    ApiError::Conflict("a request with this Idempotency-Key is still in progress".into())
 }
 
 /// The aggregate of a payment that was just inserted, without reading it back.
@@ -462,6 +467,7 @@ pub async fn cancel(state: &AppState, req: &ApiRequest, id: &str) -> ApiResult {
                     "Idempotency-Key was already used with a different request".into(),
                 ))
             }
+            Claim::InProgress => return Err(in_progress()),
         }
     }
     let (status, received) = store::lock(&tx, merchant.id, id)

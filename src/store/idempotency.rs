@@ -20,6 +20,8 @@ pub enum Claim {
     },
     /// Seen before with a different request.
     Mismatch,
+    /// Claimed by a request whose response is not stored yet.
+    InProgress,
 }
 
 /// Claims `key` for this merchant and request hash. A concurrent claim of the same key
@@ -60,8 +62,7 @@ pub async fn claim(
             status: u16::try_from(s).map_err(|_| StoreError::Corrupt("idempotency_keys"))?,
             body,
         }),
-        // Only reachable if a transaction committed a claim without completing it.
-        _ => Err(StoreError::Corrupt("idempotency_keys")),
+        _ => Ok(Claim::InProgress),
     }
 }
 
@@ -95,4 +96,18 @@ pub async fn purge_older_than(
         &[&max_age_hours],
     )
     .await?)
+}
+
+/// Releases a claim whose operation failed, so that a retry can run it.
+pub async fn release(
+    c: &impl GenericClient,
+    merchant_id: Uuid,
+    key: &str,
+) -> Result<(), StoreError> {
+    c.execute(
+        "DELETE FROM idempotency_keys WHERE merchant_id = $1 AND key = $2 AND response_status IS NULL",
+        &[&merchant_id, &key],
+    )
+    .await?;
+    Ok(())
 }

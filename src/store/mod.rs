@@ -6,10 +6,10 @@
 
 pub mod api_keys;
 pub mod chain;
-pub mod events;
 pub mod idempotency;
 pub mod merchants;
 pub mod payments;
+pub mod webhooks;
 
 use std::str::FromStr;
 use std::time::{Duration, Instant};

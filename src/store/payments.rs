@@ -401,6 +401,7 @@ pub async fn write_change(
             &[&event_id, &merchant_id, &id, &event_type, &sequence, &payload, &now],
         )
         .await?;
+        super::webhooks::fan_out(c, merchant_id, id, &event_id, event_type, sequence).await?;
     }
     Ok(payment)
 }

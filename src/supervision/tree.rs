@@ -73,6 +73,8 @@ pub struct TreeContext {
     pub chain_metrics: ChainMetrics,
     /// Payment metrics.
     pub payment_metrics: crate::telemetry::metrics::PaymentMetrics,
+    /// Webhook metrics.
+    pub webhook_metrics: crate::webhook::metrics::WebhookMetrics,
     /// Root logger.
     pub log: Logger,
     /// Test-only fault injection.
@@ -229,7 +231,7 @@ impl TreeContext {
 
     fn webhooks_spec(&self, events: &UnboundedSender<SupervisorEvent>) -> SupervisorSpec {
         let s = &self.settings.supervision;
-        let tick = Duration::from_secs(1);
+        let tick = Duration::from_millis(self.settings.webhooks.poll_interval_ms);
         let children = (0..self.settings.webhooks.workers)
             .map(|i| {
                 let name = format!("dispatcher-{i}");
@@ -240,7 +242,12 @@ impl TreeContext {
                     let key = format!("webhooks.{child_name}");
                     let log = ctx.log.new(o!("actor" => child_name.clone()));
                     async move {
-                        let work = Dispatcher::new(ctx.store.clone(), tick);
+                        let work = Dispatcher::new(
+                            &ctx.settings.webhooks,
+                            ctx.store.clone(),
+                            ctx.webhook_metrics.clone(),
+                            log.clone(),
+                        );
                         spawn_worker(work, key, hb, log, ctx.faults.clone(), parent).await
                     }
                 })

@@ -78,6 +78,15 @@ pub fn float_gauge_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) ->
     m
 }
 
+/// Registers an unlabelled float gauge.
+#[allow(clippy::expect_used)]
+pub fn float_gauge(r: &Registry, name: &str, help: &str) -> prometheus::Gauge {
+    let m = prometheus::Gauge::with_opts(Opts::new(name, help).namespace("ctrip"))
+        .expect("valid metric");
+    let _ = r.register(Box::new(m.clone()));
+    m
+}
+
 /// Latency buckets from 0.5 ms to 10 s.
 pub fn latency_buckets() -> Vec<f64> {
     vec![
@@ -134,6 +143,8 @@ pub struct Metrics {
     pub chain: crate::chain::metrics::ChainMetrics,
     /// Supervision metrics.
     pub actors: crate::supervision::metrics::ActorMetrics,
+    /// Webhook metrics.
+    pub webhooks: crate::webhook::metrics::WebhookMetrics,
 }
 
 impl Metrics {
@@ -208,6 +219,7 @@ impl Metrics {
         );
         let chain = crate::chain::metrics::ChainMetrics::new(r, chains);
         let actors = crate::supervision::metrics::ActorMetrics::new(r, actors, chains);
+        let webhooks = crate::webhook::metrics::WebhookMetrics::new(r);
         build_info
             .with_label_values(&[env!("CARGO_PKG_VERSION")])
             .set(1);
@@ -237,6 +249,7 @@ impl Metrics {
             idempotent_replays,
             chain,
             actors,
+            webhooks,
         }
     }
 

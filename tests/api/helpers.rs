@@ -53,18 +53,9 @@ pub fn test_chain(name: &str, chain_id: u64, rpc: &str) -> ChainSettings {
 
 /// Creates an empty database on the server behind `maintenance` and returns its URL.
 pub async fn create_database(maintenance: &str) -> String {
-    let name = format!("ctrip_test_{}", Uuid::new_v4().simple());
-    let (client, conn) = tokio_postgres::connect(maintenance, tokio_postgres::NoTls)
+    ctrip::devnet::create_database(maintenance, "ctrip_test")
         .await
-        .expect("the test PostgreSQL server answers (see scripts/test.sh)");
-    tokio::spawn(conn);
-    client
-        .batch_execute(&format!(r#"CREATE DATABASE "{name}""#))
-        .await
-        .expect("create test database");
-    let mut url = url::Url::parse(maintenance).expect("valid maintenance url");
-    url.set_path(&name);
-    url.to_string()
+        .expect("the test PostgreSQL server answers (see scripts/test.sh)")
 }
 
 pub fn base_settings(database_url: &str) -> Settings {
@@ -242,9 +233,11 @@ impl TestApp {
 
 /// Checks the contract's error shape and returns the error object.
 pub async fn expect_error(r: reqwest::Response, status: u16, kind: &str) -> Value {
-    assert_eq!(r.status().as_u16(), status, "unexpected status");
+    let got = r.status().as_u16();
     assert!(r.headers().contains_key("x-request-id"));
-    let body: Value = r.json().await.expect("error body is JSON");
+    let text = r.text().await.expect("error body");
+    assert_eq!(got, status, "unexpected status; body: {text}");
+    let body: Value = serde_json::from_str(&text).expect("error body is JSON");
     let err = body.get("error").cloned().expect("error object");
     assert_eq!(err["type"], kind, "{body}");
     assert!(err["message"].is_string(), "{body}");

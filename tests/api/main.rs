@@ -10,3 +10,4 @@ mod helpers;
 mod payments;
 mod proxy;
 mod supervision;
+mod webhooks;

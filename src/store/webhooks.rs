@@ -1,0 +1,452 @@
+//! Webhook endpoints, the delivery queue and the attempt log.
+
+use chrono::{DateTime, Utc};
+use deadpool_postgres::GenericClient;
+use uuid::Uuid;
+
+use super::StoreError;
+
+/// An endpoint as stored (the secrets stay inside the gateway).
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    /// Id.
+    pub id: Uuid,
+    /// Target URL.
+    pub url: String,
+    /// Free text.
+    pub description: Option<String>,
+    /// Subscribed event types; empty means all.
+    pub events: Vec<String>,
+    /// `enabled` or `disabled`.
+    pub status: String,
+    /// Why it was disabled.
+    pub disabled_reason: Option<String>,
+    /// When the previous secret stops signing, during a rotation.
+    pub previous_expires_at: Option<DateTime<Utc>>,
+    /// Creation time.
+    pub created_at: DateTime<Utc>,
+}
+
+const ENDPOINT_COLUMNS: &str =
+    "id, url, description, events, status, disabled_reason, previous_expires_at, created_at";
+
+fn endpoint_of(r: &tokio_postgres::Row) -> Endpoint {
+    Endpoint {
+        id: r.get(0),
+        url: r.get(1),
+        description: r.get(2),
+        events: r.get(3),
+        status: r.get(4),
+        disabled_reason: r.get(5),
+        previous_expires_at: r.get(6),
+        created_at: r.get(7),
+    }
+}
+
+/// Creates an endpoint.
+pub async fn create_endpoint(
+    c: &impl GenericClient,
+    merchant_id: Uuid,
+    url: &str,
+    events: &[String],
+    description: Option<&str>,
+    secret: &str,
+) -> Result<Endpoint, StoreError> {
+    let row = c
+        .query_one(
+            &format!(
+                "INSERT INTO webhook_endpoints (id, merchant_id, url, events, description, secret) \
+                 VALUES ($1, $2, $3, $4, $5, $6) RETURNING {ENDPOINT_COLUMNS}"
+            ),
+            &[
+                &Uuid::now_v7(),
+                &merchant_id,
+                &url,
+                &events,
+                &description,
+                &secret,
+            ],
+        )
+        .await?;
+    Ok(endpoint_of(&row))
+}
+
+/// A merchant's endpoints, newest first.
+pub async fn list_endpoints(
+    c: &impl GenericClient,
+    merchant_id: Uuid,
+) -> Result<Vec<Endpoint>, StoreError> {
+    Ok(c.query(
+        &format!(
+            "SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints \
+                 WHERE merchant_id = $1 AND deleted_at IS NULL ORDER BY id DESC"
+        ),
+        &[&merchant_id],
+    )
+    .await?
+    .iter()
+    .map(endpoint_of)
+    .collect())
+}
+
+/// Deletes an endpoint; its undelivered deliveries become dead. False when not found.
+pub async fn delete_endpoint(
+    c: &impl GenericClient,
+    merchant_id: Uuid,
+    id: Uuid,
+) -> Result<bool, StoreError> {
+    let n = c
+        .execute(
+            "UPDATE webhook_endpoints SET deleted_at = now() WHERE merchant_id = $1 AND id = $2 AND deleted_at IS NULL",
+            &[&merchant_id, &id],
+        )
+        .await?;
+    if n == 1 {
+        c.execute(
+            "UPDATE webhook_deliveries SET status = 'dead', completed_at = now() \
+             WHERE endpoint_id = $1 AND status IN ('pending', 'failed')",
+            &[&id],
+        )
+        .await?;
+    }
+    Ok(n == 1)
+}
+
+/// Replaces the secret; the old one keeps signing for `grace_seconds`.
+pub async fn rotate_secret(
+    c: &impl GenericClient,
+    merchant_id: Uuid,
+    id: Uuid,
+    new_secret: &str,
+    grace_seconds: u64,
+) -> Result<Option<Endpoint>, StoreError> {
+    let grace = grace_seconds as f64;
+    let row = c
+        .query_opt(
+            &format!(
+                "UPDATE webhook_endpoints SET previous_secret = secret, secret = $3, \
+                   previous_expires_at = now() + make_interval(secs => $4) \
+                 WHERE merchant_id = $1 AND id = $2 AND deleted_at IS NULL RETURNING {ENDPOINT_COLUMNS}"
+            ),
+            &[&merchant_id, &id, &new_secret, &grace],
+        )
+        .await?;
+    Ok(row.as_ref().map(endpoint_of))
+}
+
+/// Creates a delivery of an event for every enabled endpoint of the merchant that
+/// subscribes to its type. Called in the transaction that writes the event.
+pub async fn fan_out(
+    c: &impl GenericClient,
+    merchant_id: Uuid,
+    payment_id: Uuid,
+    event_id: &str,
+    event_type: &str,
+    sequence: i32,
+) -> Result<u64, StoreError> {
+    let stmt = c
+        .prepare_cached(
+            "INSERT INTO webhook_deliveries (id, endpoint_id, event_id, merchant_id, payment_id, sequence, event_type) \
+             SELECT gen_random_uuid(), e.id, $3, $1, $2, $4, $5 FROM webhook_endpoints e \
+             WHERE e.merchant_id = $1 AND e.status = 'enabled' AND e.deleted_at IS NULL \
+               AND (cardinality(e.events) = 0 OR $5 = ANY(e.events))",
+        )
+        .await?;
+    Ok(c.execute(
+        &stmt,
+        &[&merchant_id, &payment_id, &event_id, &sequence, &event_type],
+    )
+    .await?)
+}
+
+/// A delivery claimed for one attempt.
+#[derive(Debug, Clone)]
+pub struct Claimed {
+    /// Delivery id.
+    pub id: Uuid,
+    /// The event id (the `webhook-id`).
+    pub event_id: String,
+    /// Attempts before this one.
+    pub attempts: u32,
+    /// The endpoint.
+    pub endpoint_id: Uuid,
+    /// Its URL.
+    pub url: String,
+    /// The current secret.
+    pub secret: String,
+    /// The previous secret, while its grace period lasts.
+    pub previous_secret: Option<String>,
+    /// The body to send.
+    pub body: String,
+    /// The payment the event is about (for logs).
+    pub payment_id: Uuid,
+}
+
+/// Claims up to `limit` due deliveries, leasing them for `lease_seconds` so that no other
+/// worker (in this process or another sharing the database) takes them meanwhile. A
+/// delivery waits while an earlier event of the same payment to the same endpoint is
+/// undelivered, so each endpoint sees a payment's events in sequence order.
+pub async fn claim_due(
+    c: &impl GenericClient,
+    limit: i64,
+    lease_seconds: f64,
+) -> Result<Vec<Claimed>, StoreError> {
+    let stmt = c
+        .prepare_cached(
+            "WITH due AS ( \
+               SELECT d.id FROM webhook_deliveries d \
+               JOIN webhook_endpoints e ON e.id = d.endpoint_id AND e.status = 'enabled' AND e.deleted_at IS NULL \
+               WHERE d.status IN ('pending', 'failed') AND d.next_attempt_at <= now() \
+                 AND NOT EXISTS (SELECT 1 FROM webhook_deliveries p \
+                   WHERE p.endpoint_id = d.endpoint_id AND p.payment_id = d.payment_id \
+                     AND p.sequence < d.sequence AND p.status IN ('pending', 'failed')) \
+               ORDER BY d.next_attempt_at LIMIT $1 \
+               FOR UPDATE OF d SKIP LOCKED \
+             ) \
+             UPDATE webhook_deliveries d SET next_attempt_at = now() + make_interval(secs => $2) \
+             FROM due, webhook_endpoints e, events ev \
+             WHERE d.id = due.id AND e.id = d.endpoint_id AND ev.id = d.event_id \
+             RETURNING d.id, d.event_id, d.attempts, e.id, e.url, e.secret, \
+               CASE WHEN e.previous_expires_at > now() THEN e.previous_secret END, ev.payload::text, d.payment_id",
+        )
+        .await?;
+    let rows = c.query(&stmt, &[&limit, &lease_seconds]).await?;
+    Ok(rows
+        .iter()
+        .map(|r| Claimed {
+            id: r.get(0),
+            event_id: r.get(1),
+            attempts: u32::try_from(r.get::<_, i32>(2)).unwrap_or(0),
+            endpoint_id: r.get(3),
+            url: r.get(4),
+            secret: r.get(5),
+            previous_secret: r.get(6),
+            body: r.get(7),
+            payment_id: r.get(8),
+        })
+        .collect())
+}
+
+/// What follows an attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttemptOutcome {
+    /// 2xx.
+    Succeeded,
+    /// Failed; try again at this time.
+    RetryAt(DateTime<Utc>),
+    /// Failed and out of attempts.
+    Dead,
+    /// 410 Gone: the delivery is dead and the endpoint disabled.
+    Gone,
+}
+
+/// One attempt's record.
+#[derive(Debug, Clone)]
+pub struct Attempt<'a> {
+    /// When it started.
+    pub at: DateTime<Utc>,
+    /// HTTP status, when there was a response.
+    pub http_status: Option<u16>,
+    /// Duration.
+    pub latency_ms: i32,
+    /// Error (no secrets, no bodies).
+    pub error: Option<&'a str>,
+}
+
+/// Records an attempt and its outcome.
+pub async fn record_attempt(
+    c: &impl GenericClient,
+    d: &Claimed,
+    attempt: &Attempt<'_>,
+    outcome: AttemptOutcome,
+) -> Result<(), StoreError> {
+    let status = attempt
+        .http_status
+        .map(|s| i16::try_from(s).unwrap_or(i16::MAX));
+    c.execute(
+        "INSERT INTO webhook_attempts (delivery_id, attempted_at, http_status, latency_ms, error) VALUES ($1, $2, $3, $4, $5)",
+        &[&d.id, &attempt.at, &status, &attempt.latency_ms, &attempt.error],
+    )
+    .await?;
+    let (new_status, next): (&str, Option<DateTime<Utc>>) = match outcome {
+        AttemptOutcome::Succeeded => ("succeeded", None),
+        AttemptOutcome::RetryAt(t) => ("failed", Some(t)),
+        AttemptOutcome::Dead | AttemptOutcome::Gone => ("dead", None),
+    };
+    c.execute(
+        "UPDATE webhook_deliveries SET status = $2, attempts = attempts + 1, \
+           next_attempt_at = COALESCE($3, next_attempt_at), \
+           completed_at = CASE WHEN $2 IN ('succeeded', 'dead') THEN now() ELSE NULL END \
+         WHERE id = $1",
+        &[&d.id, &new_status, &next],
+    )
+    .await?;
+    if outcome == AttemptOutcome::Gone {
+        c.execute(
+            "UPDATE webhook_endpoints SET status = 'disabled', disabled_reason = 'the endpoint answered 410 Gone' \
+             WHERE id = $1",
+            &[&d.endpoint_id],
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// One logged attempt, for the delivery log.
+#[derive(Debug, Clone)]
+pub struct AttemptView {
+    /// Start time.
+    pub at: DateTime<Utc>,
+    /// HTTP status.
+    pub http_status: Option<i16>,
+    /// Duration.
+    pub latency_ms: i32,
+    /// Error.
+    pub error: Option<String>,
+}
+
+/// A delivery with its attempts.
+#[derive(Debug, Clone)]
+pub struct DeliveryView {
+    /// Id.
+    pub id: Uuid,
+    /// Endpoint.
+    pub endpoint_id: Uuid,
+    /// Event id.
+    pub event_id: String,
+    /// Event type.
+    pub event_type: String,
+    /// Payment.
+    pub payment_id: Uuid,
+    /// Status.
+    pub status: String,
+    /// When the next attempt is due (meaningless once final).
+    pub next_attempt_at: DateTime<Utc>,
+    /// Creation.
+    pub created_at: DateTime<Utc>,
+    /// Success or death.
+    pub completed_at: Option<DateTime<Utc>>,
+    /// Attempts, oldest first.
+    pub attempts: Vec<AttemptView>,
+}
+
+/// Filters of the delivery log.
+#[derive(Debug, Clone, Default)]
+pub struct DeliveryFilter {
+    /// One endpoint.
+    pub endpoint: Option<Uuid>,
+    /// One event.
+    pub event: Option<String>,
+    /// One status.
+    pub status: Option<String>,
+    /// Older than this delivery.
+    pub starting_after: Option<Uuid>,
+    /// Page size.
+    pub limit: u32,
+}
+
+/// A merchant's deliveries, newest first, with their attempts.
+pub async fn list_deliveries(
+    c: &impl GenericClient,
+    merchant_id: Uuid,
+    f: &DeliveryFilter,
+) -> Result<(Vec<DeliveryView>, bool), StoreError> {
+    let limit = i64::from(f.limit) + 1;
+    let rows = c
+        .query(
+            "SELECT d.id, d.endpoint_id, d.event_id, d.event_type, d.payment_id, d.status, d.next_attempt_at, \
+               d.created_at, d.completed_at, \
+               COALESCE((SELECT json_agg(json_build_object('at', a.attempted_at, 'http_status', a.http_status, \
+                   'latency_ms', a.latency_ms, 'error', a.error) ORDER BY a.id) \
+                 FROM webhook_attempts a WHERE a.delivery_id = d.id), '[]'::json) \
+             FROM webhook_deliveries d WHERE d.merchant_id = $1 \
+               AND ($2::uuid IS NULL OR d.endpoint_id = $2) \
+               AND ($3::text IS NULL OR d.event_id = $3) \
+               AND ($4::text IS NULL OR d.status = $4) \
+               AND ($5::uuid IS NULL OR (d.created_at, d.id) < \
+                 (SELECT created_at, id FROM webhook_deliveries WHERE id = $5)) \
+             ORDER BY d.created_at DESC, d.id DESC LIMIT $6",
+            &[&merchant_id, &f.endpoint, &f.event, &f.status, &f.starting_after, &limit],
+        )
+        .await?;
+    let has_more = rows.len() > f.limit as usize;
+    #[derive(serde::Deserialize)]
+    struct A {
+        at: DateTime<Utc>,
+        http_status: Option<i16>,
+        latency_ms: i32,
+        error: Option<String>,
+    }
+    let page = rows
+        .iter()
+        .take(f.limit as usize)
+        .map(|r| {
+            let attempts: serde_json::Value = r.get(9);
+            let attempts: Vec<A> = serde_json::from_value(attempts)
+                .map_err(|_| StoreError::Corrupt("webhook_attempts"))?;
+            Ok(DeliveryView {
+                id: r.get(0),
+                endpoint_id: r.get(1),
+                event_id: r.get(2),
+                event_type: r.get(3),
+                payment_id: r.get(4),
+                status: r.get(5),
+                next_attempt_at: r.get(6),
+                created_at: r.get(7),
+                completed_at: r.get(8),
+                attempts: attempts
+                    .into_iter()
+                    .map(|a| AttemptView {
+                        at: a.at,
+                        http_status: a.http_status,
+                        latency_ms: a.latency_ms,
+                        error: a.error,
+                    })
+                    .collect(),
+            })
+        })
+        .collect::<Result<Vec<_>, StoreError>>()?;
+    Ok((page, has_more))
+}
+
+/// Makes a delivery due now, whatever its state. `None` when not found; `Some(false)` when
+/// its endpoint is disabled or deleted.
+pub async fn redeliver(
+    c: &impl GenericClient,
+    merchant_id: Uuid,
+    id: Uuid,
+) -> Result<Option<bool>, StoreError> {
+    let row = c
+        .query_opt(
+            "SELECT e.status = 'enabled' AND e.deleted_at IS NULL FROM webhook_deliveries d \
+             JOIN webhook_endpoints e ON e.id = d.endpoint_id WHERE d.merchant_id = $1 AND d.id = $2",
+            &[&merchant_id, &id],
+        )
+        .await?;
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    if !row.get::<_, bool>(0) {
+        return Ok(Some(false));
+    }
+    c.execute(
+        "UPDATE webhook_deliveries SET status = 'pending', next_attempt_at = now(), completed_at = NULL WHERE id = $1",
+        &[&id],
+    )
+    .await?;
+    Ok(Some(true))
+}
+
+/// Undelivered deliveries to enabled endpoints, and the age in seconds of the oldest.
+pub async fn backlog(c: &impl GenericClient) -> Result<(u64, f64), StoreError> {
+    let row = c
+        .query_one(
+            "SELECT count(*), COALESCE(EXTRACT(EPOCH FROM now() - min(d.created_at))::float8, 0) \
+             FROM webhook_deliveries d JOIN webhook_endpoints e ON e.id = d.endpoint_id \
+             WHERE d.status IN ('pending', 'failed') AND e.status = 'enabled' AND e.deleted_at IS NULL",
+            &[],
+        )
+        .await?;
+    let n: i64 = row.get(0);
+    Ok((u64::try_from(n).unwrap_or(0), row.get(1)))
+}

@@ -1,0 +1,170 @@
+//! The SSRF guard: webhook targets that resolve to loopback, private, link-local (which
+//! includes cloud metadata at 169.254.169.254), unique-local, CGNAT, multicast or
+//! unspecified addresses are refused, when an endpoint is created and at every delivery.
+//! The check sits in the HTTP client's DNS resolver, so the address that is checked is the
+//! address that is connected to (no DNS-rebinding window); IP-literal URLs, which skip the
+//! resolver, are checked before the request.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+
+use url::{Host, Url};
+
+/// Why a target is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TargetError {
+    /// Not an absolute http(s) URL with a host.
+    #[error("the URL must be an absolute http or https URL")]
+    Malformed,
+    /// It resolves to a forbidden address.
+    #[error("the URL resolves to a loopback, private, link-local or otherwise internal address")]
+    Forbidden,
+    /// The host does not resolve.
+    #[error("the URL's host does not resolve")]
+    Unresolvable,
+}
+
+fn forbidden_v4(ip: Ipv4Addr) -> bool {
+    let o = ip.octets();
+    ip.is_loopback()
+        || ip.is_private()
+        || ip.is_link_local()
+        || ip.is_unspecified()
+        || ip.is_broadcast()
+        || ip.is_multicast()
+        || ip.is_documentation()
+        || o[0] == 0
+        || (o[0] == 100 && (64..128).contains(&o[1]))
+        || (o[0] == 192 && o[1] == 0 && o[2] == 0)
+        || (o[0] == 198 && (o[1] == 18 || o[1] == 19))
+        || o[0] >= 240
+}
+
+/// Whether connecting to `ip` is refused.
+pub fn is_forbidden(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => forbidden_v4(v4),
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return forbidden_v4(v4);
+            }
+            let seg = v6.segments();
+            v6.is_loopback()
+                || v6.is_unspecified()
+                || v6.is_multicast()
+                || (seg[0] & 0xfe00) == 0xfc00
+                || (seg[0] & 0xffc0) == 0xfe80
+                || v6 == Ipv6Addr::from([0u16, 0, 0, 0, 0, 0, 0, 1])
+        }
+    }
+}
+
+/// Parses a target URL and checks it without DNS (literal addresses and the scheme).
+pub fn check_url(raw: &str, allow_private: bool) -> Result<Url, TargetError> {
+    let url = Url::parse(raw).map_err(|_| TargetError::Malformed)?;
+    if !matches!(url.scheme(), "http" | "https") || url.cannot_be_a_base() {
+        return Err(TargetError::Malformed);
+    }
+    match url.host() {
+        None => return Err(TargetError::Malformed),
+        Some(Host::Ipv4(ip)) if !allow_private && is_forbidden(IpAddr::V4(ip)) => {
+            return Err(TargetError::Forbidden)
+        }
+        Some(Host::Ipv6(ip)) if !allow_private && is_forbidden(IpAddr::V6(ip)) => {
+            return Err(TargetError::Forbidden)
+        }
+        Some(Host::Domain(d))
+            if !allow_private && (d == "localhost" || d.ends_with(".localhost")) =>
+        {
+            return Err(TargetError::Forbidden)
+        }
+        _ => {}
+    }
+    Ok(url)
+}
+
+/// Resolves the URL's host and checks every address (for endpoint creation).
+pub async fn check_target(raw: &str, allow_private: bool) -> Result<Url, TargetError> {
+    let url = check_url(raw, allow_private)?;
+    if allow_private {
+        return Ok(url);
+    }
+    if let Some(Host::Domain(d)) = url.host() {
+        let port = url.port_or_known_default().unwrap_or(443);
+        let addrs: Vec<SocketAddr> = tokio::net::lookup_host((d, port))
+            .await
+            .map_err(|_| TargetError::Unresolvable)?
+            .collect();
+        if addrs.is_empty() {
+            return Err(TargetError::Unresolvable);
+        }
+        if addrs.iter().any(|a| is_forbidden(a.ip())) {
+            return Err(TargetError::Forbidden);
+        }
+    }
+    Ok(url)
+}
+
+/// A DNS resolver for the delivery client that drops forbidden addresses.
+#[derive(Debug, Clone, Copy)]
+pub struct GuardedResolver {
+    /// Allow every address (dev and test configurations).
+    pub allow_private: bool,
+}
+
+impl reqwest::dns::Resolve for GuardedResolver {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let allow = self.allow_private;
+        Box::pin(async move {
+            let host = name.as_str().to_string();
+            let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0))
+                .await?
+                .filter(|a| allow || !is_forbidden(a.ip()))
+                .collect();
+            if addrs.is_empty() {
+                let e: Box<dyn std::error::Error + Send + Sync> = Box::new(TargetError::Forbidden);
+                return Err(e);
+            }
+            let it: reqwest::dns::Addrs = Box::new(addrs.into_iter());
+            Ok(it)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn internal_addresses_are_refused() {
+        for bad in [
+            "http://127.0.0.1/x",
+            "http://169.254.169.254/latest/meta-data",
+            "http://10.1.2.3/",
+            "http://172.16.0.1/",
+            "http://192.168.1.1/",
+            "http://100.64.0.1/",
+            "http://0.0.0.0/",
+            "http://[::1]/",
+            "http://[fd00::1]/",
+            "http://[fe80::1]/",
+            "http://[::ffff:127.0.0.1]/",
+            "http://localhost:8080/hook",
+        ] {
+            assert_eq!(check_url(bad, false), Err(TargetError::Forbidden), "{bad}");
+            assert!(check_url(bad, true).is_ok(), "{bad}");
+        }
+        for bad in ["ftp://example.com/", "not a url", "mailto:a@b.c", "http://"] {
+            assert!(check_url(bad, true).is_err(), "{bad}");
+        }
+        assert!(check_url("https://8.8.8.8/hook", false).is_ok());
+        assert!(check_url("https://hooks.example.com/x", false).is_ok());
+    }
+
+    #[tokio::test]
+    async fn names_resolving_to_loopback_are_refused() {
+        assert_eq!(
+            check_target("http://localhost/", false).await,
+            Err(TargetError::Forbidden)
+        );
+    }
+}
