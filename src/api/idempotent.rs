@@ -6,9 +6,9 @@
 use std::future::Future;
 
 use super::auth::Merchant;
-use super::payments::{idempotency_key, in_progress, replay, request_hash};
-use super::{ApiError, ApiRequest, ApiResult, AppState};
-use crate::store::idempotency::{self, Claim};
+use super::payments::{claim_key, idempotency_key, request_hash};
+use super::{ApiRequest, ApiResult, AppState};
+use crate::store::idempotency;
 
 /// Runs `op` at most once per `Idempotency-Key`.
 pub async fn run<F, Fut>(
@@ -27,15 +27,8 @@ where
     let hash = request_hash(req, &req.body);
     {
         let client = state.store.client().await?;
-        match idempotency::claim(&client, merchant.id, &key, &hash).await? {
-            Claim::New => {}
-            Claim::Replay { status, body } => return replay(status, body, state),
-            Claim::Mismatch => {
-                return Err(ApiError::Conflict(
-                    "Idempotency-Key was already used with a different request".into(),
-                ))
-            }
-            Claim::InProgress => return Err(in_progress()),
+        if let Some(replayed) = claim_key(state, &client, merchant.id, &key, &hash).await? {
+            return Ok(replayed);
         }
     }
     let result = op().await;

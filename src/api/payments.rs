@@ -235,7 +235,7 @@ pub(super) fn request_hash(req: &ApiRequest, canonical: &[u8]) -> Vec<u8> {
     h.finalize().to_vec()
 }
 
-pub(super) fn replay(status: u16, body: Vec<u8>, state: &AppState) -> ApiResult {
+fn replay(status: u16, body: Vec<u8>, state: &AppState) -> ApiResult {
     state.metrics.idempotent_replays.inc();
     let status = StatusCode::from_u16(status).map_err(|e| ApiError::Internal(e.into()))?;
     let mut r = bytes_response(status, "application/json", body.into());
@@ -262,15 +262,10 @@ pub async fn create(state: &AppState, req: &ApiRequest) -> ApiResult {
     let tx = client.transaction().await?;
     if let Some(key) = &key {
         let canonical = serde_json::to_vec(&body).map_err(|e| ApiError::Internal(e.into()))?;
-        match idempotency::claim(&tx, merchant.id, key, &request_hash(req, &canonical)).await? {
-            Claim::New => {}
-            Claim::Replay { status, body } => return replay(status, body, state),
-            Claim::Mismatch => {
-                return Err(ApiError::Conflict(
-                    "Idempotency-Key was already used with a different request".into(),
-                ))
-            }
-            Claim::InProgress => return Err(in_progress()),
+        if let Some(replayed) =
+            claim_key(state, &tx, merchant.id, key, &request_hash(req, &canonical)).await?
+        {
+            return Ok(replayed);
         }
     }
     let index = next_derivation_index(&tx, merchant.account_index).await?;
@@ -323,8 +318,25 @@ pub async fn create(state: &AppState, req: &ApiRequest) -> ApiResult {
     ))
 }
 
-pub(super) fn in_progress() -> ApiError {
-    ApiError::Conflict("a request with this Idempotency-Key is still in progress".into())
+/// Claims an `Idempotency-Key` on `c`. `Ok(Some(response))` when the request is a replay
+/// (answer with it), `Ok(None)` when it is new (run it, then store its response).
+pub(super) async fn claim_key(
+    state: &AppState,
+    c: &impl deadpool_postgres::GenericClient,
+    merchant_id: Uuid,
+    key: &str,
+    hash: &[u8],
+) -> Result<Option<warp::http::Response<bytes::Bytes>>, ApiError> {
+    match idempotency::claim(c, merchant_id, key, hash).await? {
+        Claim::New => Ok(None),
+        Claim::Replay { status, body } => replay(status, body, state).map(Some),
+        Claim::Mismatch => Err(ApiError::Conflict(
+            "Idempotency-Key was already used with a different request".into(),
+        )),
+        Claim::InProgress => Err(ApiError::Conflict(
+            "a request with this Idempotency-Key is still in progress".into(),
+        )),
+    }
 }
 
 /// The aggregate of a payment that was just inserted, without reading it back.
@@ -459,15 +471,10 @@ pub async fn cancel(state: &AppState, req: &ApiRequest, id: &str) -> ApiResult {
     let mut client = state.store.client().await?;
     let tx = client.transaction().await?;
     if let Some(key) = &key {
-        match idempotency::claim(&tx, merchant.id, key, &request_hash(req, &req.body)).await? {
-            Claim::New => {}
-            Claim::Replay { status, body } => return replay(status, body, state),
-            Claim::Mismatch => {
-                return Err(ApiError::Conflict(
-                    "Idempotency-Key was already used with a different request".into(),
-                ))
-            }
-            Claim::InProgress => return Err(in_progress()),
+        if let Some(replayed) =
+            claim_key(state, &tx, merchant.id, key, &request_hash(req, &req.body)).await?
+        {
+            return Ok(replayed);
         }
     }
     let (status, received) = store::lock(&tx, merchant.id, id)
