@@ -38,13 +38,15 @@ async fn dev_prints_a_working_curl_and_stops_cleanly() {
         .expect("ctrip dev starts");
     let stdout = child.stdout.take().expect("stdout");
     let mut lines = BufReader::new(stdout).lines();
-    let (mut create, mut pay) = (None, None);
+    let (mut create, mut pay, mut token_pay) = (None, None, None);
     let read = async {
         while let Ok(Some(line)) = lines.next_line().await {
             if line.starts_with("curl") && line.contains("/v1/payments") {
                 create = Some(line);
-            } else if line.starts_with("curl") && line.contains("eth_sendTransaction") {
+            } else if line.starts_with("curl") && line.contains("\"value\"") {
                 pay = Some(line);
+            } else if line.starts_with("curl") && line.contains("\"data\"") {
+                token_pay = Some(line);
                 break;
             }
         }
@@ -70,6 +72,41 @@ async fn dev_prints_a_working_curl_and_stops_cleanly() {
     );
     // And so does the printed payment command.
     let out = sh(&pay.replace("ADDRESS", address)).await;
+    let rpc: serde_json::Value = serde_json::from_str(&out).expect("rpc json");
+    assert!(
+        rpc["result"].as_str().unwrap_or("").starts_with("0x"),
+        "{out}"
+    );
+
+    // The token payment command works too, for a DEMO payment.
+    let token_pay = token_pay.expect("a token pay command");
+    let api_key = create
+        .split("Bearer ")
+        .nth(1)
+        .and_then(|r| r.split('\'').next())
+        .expect("api key in the curl")
+        .to_string();
+    let base = create
+        .split(' ')
+        .find(|w| w.starts_with("http://"))
+        .expect("url")
+        .trim_end_matches("/v1/payments");
+    let r: serde_json::Value = reqwest::Client::new()
+        .post(format!("{base}/v1/payments"))
+        .bearer_auth(&api_key)
+        .json(&serde_json::json!({"chain": "anvil", "asset": "DEMO", "amount": "0.5"}))
+        .send()
+        .await
+        .expect("create")
+        .json()
+        .await
+        .expect("json");
+    let token_address = r["address"]
+        .as_str()
+        .expect("address")
+        .trim_start_matches("0x")
+        .to_lowercase();
+    let out = sh(&token_pay.replace("ADDRESS", &token_address)).await;
     let rpc: serde_json::Value = serde_json::from_str(&out).expect("rpc json");
     assert!(
         rpc["result"].as_str().unwrap_or("").starts_with("0x"),
@@ -137,4 +174,70 @@ async fn config_check_redacts_secrets_and_names_bad_keys() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
     assert!(stderr.contains("pool_size"), "{stderr}");
+}
+
+#[tokio::test]
+async fn operators_manage_merchants_and_keys_from_the_cli() {
+    let db = crate::helpers::create_database(&crate::helpers::maintenance_url()).await;
+    let run = |args: &[&str]| {
+        let mut c = ctrip();
+        c.args(args)
+            .env("CTRIP__DATABASE__URL", &db)
+            .env("CTRIP__WALLET__MNEMONIC", TEST_MNEMONIC)
+            .env("CTRIP__ADMIN__TOKEN", crate::helpers::ADMIN_TOKEN);
+        c
+    };
+    let field = |out: &str, name: &str| -> String {
+        out.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .expect("field")
+            .to_string()
+    };
+    let out = run(&["merchant", "create", "--name", "Shop"])
+        .output()
+        .await
+        .expect("runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let merchant = field(&text, "merchant_id:");
+    assert!(field(&text, "api_key:").starts_with("ck_live_"));
+    let out = run(&["apikey", "create", "--merchant", &merchant])
+        .output()
+        .await
+        .expect("runs");
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let key_id = field(&text, "api_key_id:");
+    let out = run(&["apikey", "revoke", &key_id])
+        .output()
+        .await
+        .expect("runs");
+    assert!(out.status.success());
+    // Revoking twice, or an unknown merchant, is a one-line error.
+    let out = run(&["apikey", "revoke", &key_id])
+        .output()
+        .await
+        .expect("runs");
+    assert!(!out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr).trim().lines().count(),
+        1
+    );
+    let out = run(&[
+        "apikey",
+        "create",
+        "--merchant",
+        "00000000-0000-0000-0000-000000000000",
+    ])
+    .output()
+    .await
+    .expect("runs");
+    assert!(!out.status.success());
+    let out = run(&["migrate"]).output().await.expect("runs");
+    assert!(out.status.success());
 }

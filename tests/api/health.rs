@@ -60,6 +60,11 @@ async fn ready_follows_the_database_and_live_does_not() {
         .expect("stop");
     wait_for(&app, "/health/ready", 503).await;
     assert_eq!(status_of(&app, "/health/live").await, 200);
+    // The detailed report fails (503) only for this reason: the database is unreachable.
+    let (code, d) = app.health_detail().await;
+    assert_eq!(code, 503);
+    assert_eq!(d["status"], "fail");
+    assert_eq!(d["checks"]["postgres:responseTime"][0]["status"], "fail");
     // API calls fail cleanly while the database is away.
     let r = app.post_payment(&native_body("1")).await;
     assert_eq!(r.status(), 503);
@@ -73,6 +78,7 @@ async fn ready_follows_the_database_and_live_does_not() {
         .expect("restart");
     wait_for(&app, "/health/ready", 200).await;
     assert_eq!(status_of(&app, "/health/live").await, 200);
+    assert_eq!(app.health_detail().await.0, 200);
     let r = app.post_payment(&native_body("1")).await;
     assert_eq!(r.status(), 201);
     drop(app);
