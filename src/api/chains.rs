@@ -5,7 +5,7 @@ use warp::http::StatusCode;
 
 use super::{auth, json, ApiRequest, ApiResult, AppState};
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct ChainObject<'a> {
     object: &'static str,
     name: &'a str,
@@ -15,7 +15,7 @@ struct ChainObject<'a> {
     assets: Vec<AssetObject<'a>>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct AssetObject<'a> {
     asset: &'a str,
     symbol: &'a str,
@@ -23,13 +23,16 @@ struct AssetObject<'a> {
     decimals: u8,
 }
 
-#[derive(Serialize)]
-struct ChainList<'a> {
+/// Configured chains.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ChainList<'a> {
     object: &'static str,
     data: Vec<ChainObject<'a>>,
 }
 
 /// Lists configured chains with their assets.
+#[utoipa::path(get, path = "/v1/chains", tag = "chains",
+    responses((status = 200, body = ChainList<'_>)), security(("api_key" = [])))]
 pub async fn list(state: &AppState, req: &ApiRequest) -> ApiResult {
     auth::authenticate(state, req).await?;
     let data = state

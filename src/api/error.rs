@@ -100,13 +100,14 @@ impl ApiError {
 }
 
 /// `{"error": {...}}`
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct ErrorBody<'a> {
     error: ErrorDetail<'a>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct ErrorDetail<'a> {
+    /// `invalid_request`, `authentication`, `not_found`, `conflict`, `rate_limited` or `internal`.
     #[serde(rename = "type")]
     kind: &'static str,
     message: String,

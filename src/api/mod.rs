@@ -11,6 +11,7 @@ mod chains;
 pub mod error;
 mod health;
 mod idempotent;
+mod openapi;
 mod payments;
 mod webhooks;
 
@@ -266,6 +267,7 @@ async fn dispatch(state: &AppState, req: &ApiRequest) -> (&'static str, ApiResul
             admin::restart_actor(state, req, chain, actor)
         ),
         ["metrics"] => only!("/metrics", Method::GET, health::metrics(state)),
+        ["openapi.json"] => only!("/openapi.json", Method::GET, openapi::document()),
         ["v1", "chains"] => only!("/v1/chains", Method::GET, chains::list(state, req)),
         ["v1", "payments"] => match *m {
             Method::POST => ("/v1/payments", payments::create(state, req).await),

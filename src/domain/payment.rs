@@ -4,6 +4,7 @@
 use alloy::primitives::{Address, U256};
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::amount::format_units;
@@ -113,7 +114,8 @@ fn checksum(a: &Address) -> String {
 }
 
 /// The JSON payment object.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Payment)]
 pub struct PaymentObject {
     id: String,
     object: &'static str,
@@ -130,6 +132,7 @@ pub struct PaymentObject {
     confirmations_required: u32,
     confirmations: u32,
     order_id: Option<String>,
+    #[schema(value_type = Option<Object>)]
     metadata: Option<serde_json::Value>,
     created_at: String,
     expires_at: String,
@@ -140,20 +143,20 @@ pub struct PaymentObject {
     history: Vec<HistoryObject>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 struct AssetObject {
     symbol: String,
     contract: Option<String>,
     decimals: u8,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 struct SettlementObject {
     status: String,
     tx_hash: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 struct TransferObject {
     tx_hash: String,
     log_index: Option<u32>,
@@ -167,7 +170,7 @@ struct TransferObject {
     counted: bool,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 struct HistoryObject {
     from: Option<&'static str>,
     to: &'static str,

@@ -502,3 +502,19 @@ async fn chains_lists_assets() {
     assert_eq!(assets[1]["contract"], TKN);
     assert_eq!(assets[2]["decimals"], 6);
 }
+
+#[tokio::test]
+async fn the_openapi_document_is_served_without_auth() {
+    let app = spawn_app().await;
+    let r = app
+        .client
+        .get(app.url("/openapi.json"))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(r.status(), 200);
+    let doc: Value = r.json().await.expect("json");
+    assert!(doc["openapi"].as_str().unwrap_or("").starts_with("3.1"));
+    assert!(doc["paths"]["/v1/payments"]["post"].is_object());
+    assert!(doc["components"]["securitySchemes"]["api_key"].is_object());
+}
