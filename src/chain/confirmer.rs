@@ -1,6 +1,7 @@
 //! The confirmer: counts each counted transfer's depth from the canonical head, confirms a
 //! payment once every counted transfer is deep enough and still on the canonical chain,
-//! and expires payments whose window ended.
+//! and expires payments whose window ended, but only while the scanner is caught up with
+//! the head (funds may otherwise sit in blocks not scanned yet).
 
 use std::time::Duration;
 
@@ -12,6 +13,9 @@ use super::rpc::ChainRpc;
 use crate::store::{payments, Store, StoreError};
 use crate::supervision::worker::{Work, WorkError};
 use crate::telemetry::metrics::PaymentMetrics;
+
+/// How many blocks the scanner may trail the head while the confirmer still expires payments.
+const EXPIRY_MAX_SCANNER_LAG: u64 = 2;
 
 /// One chain's confirmer.
 pub struct Confirmer {
@@ -109,9 +113,16 @@ impl Work for Confirmer {
     }
 
     async fn tick_once(&mut self) -> Result<(), WorkError> {
-        // Expiry needs no chain: do it even while every RPC endpoint is down.
-        self.expire_due().await?;
         let best = self.rpc.refresh_heads().await?;
+        // Expire only once the scanner has seen the chain up to (nearly) the head: while it
+        // lags (a backfill after downtime), funds that arrived in time may sit in blocks it
+        // has not scanned yet, and expiring would wrongly report them underpaid, then late.
+        let client = self.store.client().await?;
+        let cursor = crate::store::chain::cursor(&client, &self.chain).await?;
+        drop(client);
+        if cursor.is_some_and(|next| next.saturating_add(EXPIRY_MAX_SCANNER_LAG) > best) {
+            self.expire_due().await?;
+        }
         self.confirm_deep_enough(best).await?;
         let client = self.store.client().await?;
         let open = payments::count_open(&client, &self.chain).await?;

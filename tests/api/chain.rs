@@ -736,3 +736,36 @@ async fn an_endpoint_serving_a_stale_head_is_avoided() {
     let text = app.metrics_text().await;
     assert!(text.contains("ctrip_rpc_requests_total{chain=\"devchain\",method=\"eth_getBlockByNumber\",outcome=\"ok\"}"));
 }
+
+#[tokio::test]
+async fn nothing_expires_while_the_scanner_lags_behind_the_head() {
+    let mut h = harness().await;
+    let p = h
+        .create(json!({"chain": "devchain", "asset": "native", "amount": "1"}))
+        .await;
+    h.scan().await;
+    // Paid in time, but the scanner has not seen it yet when the window ends.
+    h.dev
+        .pay_native(ANVIL_PAYER, address_of(&p), pow10(18))
+        .await
+        .expect("pay");
+    h.dev.mine(10).await.expect("mine");
+    h.sql(
+        "UPDATE payments SET expires_at = now() - interval '1 second' WHERE id = $1::text::uuid",
+        &p,
+    )
+    .await;
+    h.confirm().await;
+    assert_eq!(
+        h.get(&p).await["status"],
+        "pending",
+        "expired while funds sat in unscanned blocks"
+    );
+    h.scan().await;
+    let g = h.get(&p).await;
+    assert_eq!(
+        (g["status"].as_str(), g["exception"].as_str()),
+        (Some("processing"), None)
+    );
+    assert_eq!(h.events(&p).await, evs(&["payment.processing"]));
+}
