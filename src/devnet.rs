@@ -188,12 +188,27 @@ pub fn anvil_bin() -> anyhow::Result<PathBuf> {
     if let Ok(p) = std::env::var("CTRIP_ANVIL_BIN") {
         return Ok(PathBuf::from(p));
     }
-    let local = [
-        PathBuf::from("node_modules/.bin/anvil"),
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("node_modules/.bin/anvil"),
-    ];
-    if let Some(p) = local.into_iter().find(|p| p.exists()) {
-        return Ok(p);
+    // The npm package's `.bin/anvil` is a Node wrapper that spawns the platform binary;
+    // run that binary directly so that stopping it stops anvil (a killed wrapper would
+    // orphan it).
+    for root in [
+        PathBuf::from("."),
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")),
+    ] {
+        let scoped = root.join("node_modules/@foundry-rs");
+        if let Ok(entries) = std::fs::read_dir(&scoped) {
+            for e in entries.flatten() {
+                let name = e.file_name().to_string_lossy().to_string();
+                let bin = e.path().join("bin/anvil");
+                if name.starts_with("anvil-") && bin.exists() {
+                    return Ok(bin);
+                }
+            }
+        }
+        let wrapper = root.join("node_modules/.bin/anvil");
+        if wrapper.exists() {
+            return Ok(wrapper);
+        }
     }
     for dir in std::env::var("PATH").unwrap_or_default().split(':') {
         let p = Path::new(dir).join("anvil");
@@ -229,6 +244,9 @@ impl Anvil {
         if let Some(t) = block_time {
             cmd.args(["--block-time", &t.to_string()]);
         }
+        // Its own process group, so that dropping it stops anvil and anything it spawned.
+        #[cfg(unix)]
+        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
         let child = cmd.spawn().context("cannot start anvil")?;
         let anvil = Self { child, port };
         let deadline = Instant::now() + Duration::from_secs(20);
@@ -264,6 +282,11 @@ impl Anvil {
 
 impl Drop for Anvil {
     fn drop(&mut self) {
+        #[cfg(unix)]
+        if let Ok(pid) = i32::try_from(self.child.id()) {
+            // SAFETY: signals the process group this struct created (see `start`).
+            unsafe { libc::killpg(pid, libc::SIGKILL) };
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
