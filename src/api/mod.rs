@@ -92,6 +92,20 @@ fn bytes_response(status: StatusCode, content_type: &'static str, body: Bytes) -
     r
 }
 
+/// Parses a list's `limit` (1-100).
+fn page_limit(v: &str) -> Result<u32, ApiError> {
+    v.parse::<u32>()
+        .ok()
+        .filter(|n| (1..=100).contains(n))
+        .ok_or_else(|| ApiError::param("limit", "limit must be between 1 and 100"))
+}
+
+/// Parses a list's `starting_after` cursor: the id of the previous page's last object.
+fn page_cursor(v: &str, object: &str) -> Result<uuid::Uuid, ApiError> {
+    uuid::Uuid::parse_str(v)
+        .map_err(|_| ApiError::param("starting_after", format!("not a {object} id")))
+}
+
 /// The warp filter serving the whole API.
 pub fn routes(
     state: AppState,

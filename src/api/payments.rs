@@ -460,19 +460,8 @@ pub fn parse_list_query(
                 f.chain = Some(v.into_owned());
             }
             "order_id" => f.order_id = Some(v.into_owned()),
-            "limit" => {
-                f.limit = v
-                    .parse::<u32>()
-                    .ok()
-                    .filter(|n| (1..=100).contains(n))
-                    .ok_or_else(|| ApiError::param("limit", "limit must be between 1 and 100"))?
-            }
-            "starting_after" => {
-                f.starting_after = Some(
-                    Uuid::parse_str(&v)
-                        .map_err(|_| ApiError::param("starting_after", "not a payment id"))?,
-                )
-            }
+            "limit" => f.limit = super::page_limit(&v)?,
+            "starting_after" => f.starting_after = Some(super::page_cursor(&v, "payment")?),
             other => return Err(ApiError::param(other, format!("unknown parameter {other}"))),
         }
     }

@@ -342,19 +342,8 @@ pub async fn list_deliveries(state: &AppState, req: &ApiRequest) -> ApiResult {
                 }
                 f.status = Some(v.into_owned());
             }
-            "limit" => {
-                f.limit = v
-                    .parse::<u32>()
-                    .ok()
-                    .filter(|n| (1..=100).contains(n))
-                    .ok_or_else(|| ApiError::param("limit", "limit must be between 1 and 100"))?
-            }
-            "starting_after" => {
-                f.starting_after = Some(
-                    Uuid::parse_str(&v)
-                        .map_err(|_| ApiError::param("starting_after", "not a delivery id"))?,
-                )
-            }
+            "limit" => f.limit = super::page_limit(&v)?,
+            "starting_after" => f.starting_after = Some(super::page_cursor(&v, "delivery")?),
             other => return Err(ApiError::param(other, format!("unknown parameter {other}"))),
         }
     }
