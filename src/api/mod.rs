@@ -200,6 +200,7 @@ where
     let start = Instant::now();
     let rid = request_id(&headers);
     let limit = state.settings.server.request_body_limit_bytes;
+    let method_label = method.clone();
     let (route, result) = match read_body(&headers, body, limit).await {
         Ok(body) => {
             let req = ApiRequest {
@@ -210,12 +211,10 @@ where
                 body,
                 request_id: rid.clone(),
             };
-            let (route, result) = dispatch(&state, &req).await;
-            (route, (req.method, result))
+            dispatch(&state, &req).await
         }
-        Err(e) => ("unmatched", (method, Err(e))),
+        Err(e) => ("unmatched", Err(e)),
     };
-    let (method, result) = result;
     let mut resp = match result {
         Ok(r) => r,
         Err(e) => {
@@ -245,7 +244,7 @@ where
     }
     state.metrics.observe_http(
         route,
-        method.as_str(),
+        method_label.as_str(),
         resp.status().as_u16(),
         start.elapsed().as_secs_f64(),
     );
