@@ -178,7 +178,8 @@ async fn bench() {
         Duration::from_secs(10),
         state.chain_status.clone(),
         state.metrics.chain.clone(),
-    );
+    )
+    .expect("rpc client");
     let mut scanner = Scanner::new(
         chain.clone(),
         rpc,

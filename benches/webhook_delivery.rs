@@ -152,7 +152,7 @@ async fn bench() {
     assert_eq!(r.status(), 201);
     events(&base, &merchant.api_key, n, 16).await;
     let _ = stop_tx.send(());
-    server.await.unwrap();
+    server.await.unwrap().unwrap();
 
     // Start the pool and time the drain.
     let s = settings(&db, &mnemonic, true);

@@ -85,6 +85,7 @@ impl Application {
             log: state.log.clone(),
             faults: state.faults.clone(),
             directory: state.directory.clone(),
+            rpcs: Default::default(),
         }
     }
 
@@ -100,8 +101,12 @@ impl Application {
 
     /// Starts the actor tree (unless `supervision.enabled` is false) and serves until
     /// `shutdown` resolves; then drains in-flight requests and stops the tree in reverse
-    /// start order.
-    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) {
+    /// start order. A tree that fails to start is an error before anything is served: a
+    /// gateway without scanners must not look healthy.
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
         let state = self.state;
         let log = state.log.clone();
         let tree = if state.settings.supervision.enabled {
@@ -109,7 +114,7 @@ impl Application {
                 Ok(t) => Some(t),
                 Err(e) => {
                     slog::error!(log, "actor tree failed to start"; "error" => %e);
-                    None
+                    return Err(e.context("the actor tree failed to start"));
                 }
             }
         } else {
@@ -128,6 +133,7 @@ impl Application {
             );
             tree.shutdown(timeout).await;
         }
+        Ok(())
     }
 }
 

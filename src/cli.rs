@@ -183,7 +183,7 @@ async fn serve(settings: Settings, migrate: bool) -> anyhow::Result<()> {
     let _sentry = init_sentry(&settings.telemetry);
     let (log, _flush_on_exit) = build_logger(&settings.telemetry, LogSink::Stdout);
     let app = Application::build(settings, log, migrate).await?;
-    app.run_until_stopped(shutdown_signal()).await;
+    app.run_until_stopped(shutdown_signal()).await?;
     Ok(())
 }
 
@@ -267,7 +267,7 @@ async fn dev(config: Option<&Path>, port: u16) -> anyhow::Result<()> {
     );
     println!();
     println!("Press Ctrl-C to stop; the cluster and the devnet are removed on exit.");
-    app.run_until_stopped(shutdown_signal()).await;
+    app.run_until_stopped(shutdown_signal()).await?;
     drop(anvil);
     tokio::task::spawn_blocking(move || drop(pg)).await?;
     Ok(())

@@ -237,6 +237,12 @@ pub struct SupervisionSettings {
     pub shutdown_timeout_ms: u64,
     /// RPC request timeout.
     pub rpc_timeout_ms: u64,
+    /// A failed tick is retried after this delay, doubling per consecutive failure ...
+    pub tick_retry_min_ms: u64,
+    /// ... up to this cap, whatever the worker's own interval (a dead RPC never spins).
+    pub tick_retry_max_ms: u64,
+    /// How often the idempotency-key purge runs; keys older than a day are deleted.
+    pub idempotency_purge_interval_ms: u64,
 }
 
 /// Where a fresh scan cursor begins.
@@ -612,6 +618,11 @@ impl Settings {
             ("supervision.chain_retry_min_ms", sv.chain_retry_min_ms),
             ("supervision.shutdown_timeout_ms", sv.shutdown_timeout_ms),
             ("supervision.rpc_timeout_ms", sv.rpc_timeout_ms),
+            ("supervision.tick_retry_min_ms", sv.tick_retry_min_ms),
+            (
+                "supervision.idempotency_purge_interval_ms",
+                sv.idempotency_purge_interval_ms,
+            ),
         ] {
             if v == 0 {
                 return Err(ConfigError::invalid(key, "must be positive"));
@@ -621,6 +632,12 @@ impl Settings {
             return Err(ConfigError::invalid(
                 "supervision.restart_backoff_max_ms",
                 "must be at least restart_backoff_min_ms",
+            ));
+        }
+        if sv.tick_retry_max_ms < sv.tick_retry_min_ms {
+            return Err(ConfigError::invalid(
+                "supervision.tick_retry_max_ms",
+                "must be at least tick_retry_min_ms",
             ));
         }
         if sv.chain_retry_max_ms < sv.chain_retry_min_ms {

@@ -205,6 +205,14 @@ pub async fn detail(state: &AppState) -> ApiResult {
         let lag = status.lag();
         let threshold = u64::from(c.confirmations).max(10);
         let (st, out) = match lag {
+            _ if status.nodes_behind.is_some() => (
+                "warn",
+                Some(format!(
+                    "every answering RPC endpoint is behind the scanner (they serve up to {}, scanned {}); waiting for them",
+                    status.nodes_behind.unwrap_or(0),
+                    status.scanned_head.unwrap_or(0)
+                )),
+            ),
             Some(l) if l <= threshold => ("pass", None),
             Some(l) => (
                 "warn",
@@ -230,6 +238,25 @@ pub async fn detail(state: &AppState) -> ApiResult {
                         )
                     })
                 })
+            )]),
+        );
+        // Confirmed payments whose counted funds a reorg took away: the merchant may have
+        // delivered against funds that no longer exist.
+        let reversed = status.reversed_payments;
+        let st = if reversed == 0 { "pass" } else { "warn" };
+        warn |= st == "warn";
+        checks.insert(
+            format!("{}.payments:reversed", c.name),
+            json!([check(
+                &c.name,
+                "component",
+                json!(reversed),
+                "payments",
+                st,
+                &now,
+                (reversed > 0).then(|| format!(
+                    "{reversed} confirmed payment(s) lost counted funds to a reorg; see payment.reorged events with exception underpaid"
+                ))
             )]),
         );
     }

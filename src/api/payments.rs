@@ -14,7 +14,7 @@ use warp::http::{header, StatusCode};
 use super::auth::{self, Merchant};
 use super::{bytes_response, json, ApiError, ApiRequest, ApiResult, AppState};
 use crate::config::{ChainSettings, PaymentSettings};
-use crate::domain::lifecycle::Change;
+use crate::domain::lifecycle;
 use crate::domain::{parse_units, AmountError, Asset, HistoryEntry, Payment, PaymentStatus};
 use crate::store::idempotency::{self, Claim};
 use crate::store::merchants::next_derivation_index;
@@ -512,20 +512,17 @@ pub async fn cancel(state: &AppState, req: &ApiRequest, id: &str) -> ApiResult {
             return Ok(replayed);
         }
     }
-    let (status, received) = store::lock(&tx, merchant.id, id)
+    let (status, received, chain) = store::lock(&tx, merchant.id, id)
         .await?
         .ok_or_else(|| ApiError::NotFound("no such payment".into()))?;
-    if !status.can_cancel(!received.is_zero()) {
-        return Err(ApiError::Conflict(format!(
-            "a payment can be canceled only while pending with nothing received; it is {status}"
-        )));
-    }
-    let change = Change {
-        status: PaymentStatus::Canceled,
-        exception: None,
-        received,
-        event: Some(("payment.canceled", "canceled_by_merchant")),
-    };
+    // Funds may sit in blocks the scanner has not read yet: cancel only once it has read
+    // the chain up to the head it last saw. A chain never scanned has no such blocks to
+    // wait for, and funds that still arrive are announced as late funds.
+    let scanned = crate::store::chain::progress(&tx, &chain)
+        .await?
+        .is_none_or(|p| p.caught_up());
+    let change = lifecycle::cancel(status, received, scanned)
+        .map_err(|e| ApiError::Conflict(e.to_string()))?;
     let payment = store::write_change(&tx, merchant.id, id, status, &change).await?;
     let bytes =
         serde_json::to_vec(&payment.to_object(None)).map_err(|e| ApiError::Internal(e.into()))?;

@@ -1,7 +1,8 @@
 //! The confirmer: counts each counted transfer's depth from the canonical head, confirms a
 //! payment once every counted transfer is deep enough and still on the canonical chain,
-//! and expires payments whose window ended, but only while the scanner is caught up with
-//! the head (funds may otherwise sit in blocks not scanned yet).
+//! and expires payments whose window ended, but only once the scanner has read every block
+//! stamped before the window's end (funds may otherwise sit in blocks not scanned yet).
+//! It also counts confirmed payments whose funds a reorg took away, a critical condition.
 
 use std::time::Duration;
 
@@ -10,18 +11,17 @@ use slog::Logger;
 use super::metrics::ChainMetrics;
 use super::report_changes;
 use super::rpc::ChainRpc;
+use super::status::ChainStatusRegistry;
 use crate::store::{payments, Store, StoreError};
 use crate::supervision::worker::{Work, WorkError};
 use crate::telemetry::metrics::PaymentMetrics;
-
-/// How many blocks the scanner may trail the head while the confirmer still expires payments.
-const EXPIRY_MAX_SCANNER_LAG: u64 = 2;
 
 /// One chain's confirmer.
 pub struct Confirmer {
     chain: String,
     rpc: ChainRpc,
     store: Store,
+    status: Option<ChainStatusRegistry>,
     metrics: ChainMetrics,
     payment_metrics: PaymentMetrics,
     log: Logger,
@@ -43,11 +43,18 @@ impl Confirmer {
             chain: chain.to_string(),
             rpc,
             store,
+            status: None,
             metrics,
             payment_metrics,
             log,
             interval,
         }
+    }
+
+    /// Publishes the count of reversed payments to `/health/detail` through `status`.
+    pub fn with_status(mut self, status: ChainStatusRegistry) -> Self {
+        self.status = Some(status);
+        self
     }
 
     async fn confirm_deep_enough(&self, best: u64) -> Result<(), WorkError> {
@@ -90,9 +97,9 @@ impl Confirmer {
         Ok(())
     }
 
-    async fn expire_due(&self) -> Result<(), WorkError> {
+    async fn expire_due(&self, caught_up: bool) -> Result<(), WorkError> {
         let client = self.store.client().await?;
-        let due = payments::expirable(&client, &self.chain).await?;
+        let due = payments::expirable(&client, &self.chain, caught_up).await?;
         drop(client);
         for id in due {
             let mut c = self.store.client().await?;
@@ -114,15 +121,14 @@ impl Work for Confirmer {
 
     async fn tick_once(&mut self) -> Result<(), WorkError> {
         let best = self.rpc.refresh_heads().await?;
-        // Expire only once the scanner has seen the chain up to (nearly) the head: while it
-        // lags (a backfill after downtime), funds that arrived in time may sit in blocks it
-        // has not scanned yet, and expiring would wrongly report them underpaid, then late.
         let client = self.store.client().await?;
-        let cursor = crate::store::chain::cursor(&client, &self.chain).await?;
+        let progress = crate::store::chain::progress(&client, &self.chain).await?;
         drop(client);
-        if cursor.is_some_and(|next| next.saturating_add(EXPIRY_MAX_SCANNER_LAG) > best) {
-            self.expire_due().await?;
-        }
+        // The scanner has read everything up to the head: no block stamped before a window's
+        // end can still be unread. Otherwise only payments whose window ended before the
+        // last scanned block's timestamp expire.
+        let caught_up = progress.is_some_and(|p| p.next_block > best);
+        self.expire_due(caught_up).await?;
         self.confirm_deep_enough(best).await?;
         let client = self.store.client().await?;
         let open = payments::count_open(&client, &self.chain).await?;
@@ -130,6 +136,14 @@ impl Work for Confirmer {
             .pending_payments
             .with_label_values(&[self.chain.as_str()])
             .set(i64::try_from(open).unwrap_or(i64::MAX));
+        let reversed = payments::count_reversed(&client, &self.chain).await?;
+        self.metrics
+            .reversed_payments
+            .with_label_values(&[self.chain.as_str()])
+            .set(i64::try_from(reversed).unwrap_or(i64::MAX));
+        if let Some(status) = &self.status {
+            status.update(&self.chain, |s| s.reversed_payments = reversed);
+        }
         Ok(())
     }
 }

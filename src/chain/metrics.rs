@@ -1,4 +1,4 @@
-//! Chain metrics (CONTRACT §7), one struct shared by the chain components.
+//! Chain metrics, one struct shared by the chain components.
 
 use prometheus::{HistogramVec, IntCounterVec, IntGaugeVec, Registry};
 
@@ -21,10 +21,19 @@ pub struct ChainMetrics {
     pub pending_payments: IntGaugeVec,
     /// `ctrip_sweeps_total{chain,outcome}`
     pub sweeps: IntCounterVec,
+    /// `ctrip_payments_reversed{chain}`
+    pub reversed_payments: IntGaugeVec,
 }
 
 /// RPC outcomes used as label values.
-pub const RPC_OUTCOMES: [&str; 5] = ["ok", "rpc_error", "timeout", "connect_error", "http_error"];
+pub const RPC_OUTCOMES: [&str; 6] = [
+    "ok",
+    "rpc_error",
+    "timeout",
+    "connect_error",
+    "http_error",
+    "rate_limited",
+];
 
 impl ChainMetrics {
     /// Registers the metrics and initialises every chain's label sets to zero.
@@ -68,6 +77,12 @@ impl ChainMetrics {
                 "Sweeps by outcome.",
                 &["chain", "outcome"],
             ),
+            reversed_payments: gauge_vec(
+                r,
+                "payments_reversed",
+                "Confirmed payments whose counted funds a reorg took away (critical).",
+                &["chain"],
+            ),
         };
         for c in chains {
             let c = c.as_str();
@@ -76,6 +91,7 @@ impl ChainMetrics {
                 &m.last_scanned_block,
                 &m.lag_blocks,
                 &m.pending_payments,
+                &m.reversed_payments,
             ] {
                 g.with_label_values(&[c]).set(0);
             }

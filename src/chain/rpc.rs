@@ -11,6 +11,7 @@
 //! - Blocks are decoded with minimal structs, so chains with extra transaction types (L2
 //!   deposit transactions) decode too. Errors and metrics never carry URLs.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -52,6 +53,10 @@ pub enum RpcError {
     /// Anything else (a broken connection).
     #[error("transport error")]
     Transport,
+    /// The HTTP client could not be built (bad TLS setup); the endpoint is never used
+    /// with a weaker client instead.
+    #[error("HTTP client could not be built")]
+    Client,
     /// No endpoint can serve the request now (all backing off, or none has the block yet).
     #[error("no usable RPC endpoint")]
     NoEndpoint,
@@ -65,29 +70,60 @@ impl RpcError {
     pub fn outcome(&self) -> &'static str {
         match self {
             Self::Timeout => "timeout",
+            _ if self.is_rate_limited() => "rate_limited",
             Self::Http(_) => "http_error",
             Self::Rpc { .. } | Self::Decode | Self::MissingBlock(_) => "rpc_error",
-            Self::Connect | Self::Transport | Self::NoEndpoint => "connect_error",
+            Self::Connect | Self::Transport | Self::NoEndpoint | Self::Client => "connect_error",
         }
     }
 
-    /// RPC failures are transient from the gateway's point of view.
+    /// RPC failures are transient from the gateway's point of view, except a client that
+    /// cannot be built: retrying would build the same broken client.
     pub fn is_retryable(&self) -> bool {
-        true
+        !matches!(self, Self::Client)
     }
 
     /// Whether a provider refused a log query for its size (the caller splits the range).
+    /// Providers reuse codes (`-32005` is both "too many results" and "rate limited" at
+    /// Infura), so the message decides; a throttled provider must never get more, smaller
+    /// requests.
     pub fn is_range_too_large(&self) -> bool {
+        if self.is_rate_limited() {
+            return false;
+        }
         match self {
-            Self::Rpc { code, message } => {
+            Self::Rpc { message, .. } => {
                 let m = message.to_ascii_lowercase();
-                *code == -32005
-                    || m.contains("range")
-                    || m.contains("too many")
-                    || m.contains("limit")
+                m.contains("range")
+                    || m.contains("more than")
+                    || m.contains("too many results")
+                    || m.contains("too many logs")
+                    || m.contains("response size")
                     || m.contains("too large")
             }
             Self::Http(413) => true,
+            _ => false,
+        }
+    }
+
+    /// Whether the endpoint throttled us (HTTP 429 or a rate-limit error): that endpoint
+    /// backs off and the request fails over to the next one.
+    pub fn is_rate_limited(&self) -> bool {
+        match self {
+            Self::Http(429) => true,
+            Self::Rpc { code, message } => {
+                let m = message.to_ascii_lowercase();
+                *code == 429
+                    || m.contains("rate limit")
+                    || m.contains("rate-limit")
+                    || m.contains("ratelimit")
+                    || m.contains("rate limited")
+                    || m.contains("too many requests")
+                    || m.contains("request limit")
+                    || m.contains("capacity")
+                    || m.contains("exceeded the quota")
+                    || (m.contains("exceeded") && m.contains("request"))
+            }
             _ => false,
         }
     }
@@ -111,9 +147,10 @@ impl RpcError {
         }
     }
 
-    /// Whether the node itself answered (so the endpoint is alive).
+    /// Whether the node itself answered about the request (so the endpoint is alive and
+    /// another endpoint would answer the same). A throttled endpoint did not.
     fn is_node_answer(&self) -> bool {
-        matches!(self, Self::Rpc { .. } | Self::Decode)
+        matches!(self, Self::Rpc { .. } | Self::Decode) && !self.is_rate_limited()
     }
 }
 
@@ -142,6 +179,8 @@ pub struct RpcBlock {
     pub hash: B256,
     /// Parent hash.
     pub parent_hash: B256,
+    /// Timestamp (Unix seconds).
+    pub timestamp: U64,
     /// Transactions (full objects).
     #[serde(default)]
     pub transactions: Vec<RpcTransaction>,
@@ -187,6 +226,8 @@ pub struct RpcLog {
 struct LogFilter {
     from_block: U64,
     to_block: U64,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    address: Vec<Address>,
     topics: Vec<Option<Vec<B256>>>,
 }
 
@@ -215,7 +256,8 @@ impl Endpoint {
     }
 }
 
-/// A chain's RPC client (cheap to clone; clones share endpoint health).
+/// A chain's RPC client (cheap to clone; clones share endpoint health, the best head seen
+/// and the head cache, so one client serves all of a chain's workers).
 #[derive(Clone)]
 pub struct ChainRpc {
     chain: String,
@@ -223,22 +265,30 @@ pub struct ChainRpc {
     max_lag: u64,
     status: ChainStatusRegistry,
     metrics: ChainMetrics,
+    /// The best head any endpoint ever reported. It never goes down: a lower answer is a
+    /// lagging or load-balanced node, never by itself a reorg.
+    best_seen: Arc<AtomicU64>,
+    /// The last head refresh, reused by every worker for `head_ttl`.
+    last_refresh: Arc<Mutex<Option<(Instant, u64)>>>,
+    head_ttl: Duration,
 }
 
 impl ChainRpc {
-    /// Builds the client; no request is made yet.
+    /// Builds the client; no request is made yet. Fails (rather than falling back to a
+    /// client without timeouts or with redirects) when the HTTP client cannot be built.
     pub fn new(
         chain: &ChainSettings,
         timeout: Duration,
         status: ChainStatusRegistry,
         metrics: ChainMetrics,
-    ) -> Self {
+    ) -> Result<Self, RpcError> {
         let http = reqwest::Client::builder()
             .timeout(timeout)
             .connect_timeout(timeout.min(Duration::from_secs(5)))
             .redirect(reqwest::redirect::Policy::none())
+            .no_proxy()
             .build()
-            .unwrap_or_default();
+            .map_err(|_| RpcError::Client)?;
         let endpoints: Vec<Endpoint> = chain
             .rpc_urls
             .iter()
@@ -256,13 +306,33 @@ impl ChainRpc {
             &chain.name,
             endpoints.iter().map(|e| e.host.clone()).collect(),
         );
-        Self {
+        Ok(Self {
             chain: chain.name.clone(),
             endpoints: Arc::new(endpoints),
             max_lag: chain.max_head_lag_blocks,
             status,
             metrics,
-        }
+            best_seen: Arc::default(),
+            last_refresh: Arc::default(),
+            head_ttl: Duration::ZERO,
+        })
+    }
+
+    /// Reuses a head refresh for `ttl`, so the chain's workers ticking at the same cadence
+    /// ask the endpoints for their heads once, not once each.
+    pub fn with_head_ttl(mut self, ttl: Duration) -> Self {
+        self.head_ttl = ttl;
+        self
+    }
+
+    /// Whether `other` is a clone of this client (they share endpoint state).
+    pub fn same_client(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.endpoints, &other.endpoints)
+    }
+
+    /// The best head any endpoint ever reported (monotonic).
+    pub fn best_seen(&self) -> u64 {
+        self.best_seen.load(Ordering::SeqCst)
     }
 
     /// The chain's name.
@@ -303,6 +373,7 @@ impl ChainRpc {
                 }
             }),
             Err(e) if e.is_node_answer() => {}
+            // Throttled or unreachable: this endpoint backs off.
             Err(_) => ep.update(|h| {
                 h.failures = h.failures.saturating_add(1);
                 let backoff = Duration::from_millis(500)
@@ -326,9 +397,20 @@ impl ChainRpc {
         });
     }
 
-    /// Asks every endpoint not backing off for its head; returns the best. Endpoints that
-    /// trail it by more than `max_lag` are marked lagging in the chain status.
+    /// Asks every endpoint not backing off for its head; returns the best head an endpoint
+    /// answering now can serve. That may be lower than [`Self::best_seen`] (the leading
+    /// endpoint failed, or a load balancer answered from a slower node); callers never
+    /// scan above it and never take the difference for a reorg. Endpoints that trail the
+    /// best by more than `max_lag` are marked lagging in the chain status.
     pub async fn refresh_heads(&self) -> Result<u64, RpcError> {
+        if !self.head_ttl.is_zero() {
+            let cached = self.last_refresh.lock().ok().and_then(|g| *g);
+            if let Some((at, head)) = cached {
+                if at.elapsed() < self.head_ttl {
+                    return Ok(head);
+                }
+            }
+        }
         let now = Instant::now();
         let calls = self
             .endpoints
@@ -354,12 +436,17 @@ impl ChainRpc {
                 }
             });
         let heads = join_all(calls).await;
-        let best = heads
+        let served = heads
             .iter()
             .flatten()
             .copied()
             .max()
             .ok_or(RpcError::NoEndpoint)?;
+        self.best_seen.fetch_max(served, Ordering::SeqCst);
+        let best = self.best_seen();
+        if let Ok(mut g) = self.last_refresh.lock() {
+            *g = Some((Instant::now(), served));
+        }
         let max_lag = self.max_lag;
         self.status.update(&self.chain, |s| {
             for ep in &mut s.endpoints {
@@ -371,7 +458,7 @@ impl ChainRpc {
             .head_block
             .with_label_values(&[self.chain.as_str()])
             .set(as_gauge);
-        Ok(best)
+        Ok(served)
     }
 
     /// Endpoints to try, best first: not backing off, not lagging, and known to have
@@ -453,16 +540,19 @@ impl ChainRpc {
         b.ok_or(RpcError::MissingBlock(n))
     }
 
-    /// Logs with `topics` (position-wise alternatives) in `from..=to`.
+    /// Logs emitted by `contracts` (any contract when empty) with `topics` (position-wise
+    /// alternatives) in `from..=to`.
     pub async fn logs(
         &self,
         from: u64,
         to: u64,
+        contracts: Vec<Address>,
         topics: Vec<Option<Vec<B256>>>,
     ) -> Result<Vec<RpcLog>, RpcError> {
         let filter = LogFilter {
             from_block: U64::from(from),
             to_block: U64::from(to),
+            address: contracts,
             topics,
         };
         self.request("eth_getLogs", [filter_value(&filter)?], to)

@@ -4,19 +4,25 @@
 //! - The cursor lives in PostgreSQL and moves only in the transaction that writes the
 //!   range's transfers, block hashes and payment transitions: a crash or an RPC error never
 //!   skips a block, and downtime of any length is backfilled.
-//! - Native transfers come from each block's transactions (matched on `to`); ERC-20
-//!   transfers from `eth_getLogs` for `Transfer` to watched addresses, any contract (a
-//!   token other than the payment's asset is recorded, not counted). A log range refused
-//!   as too large is split.
-//! - Recent block hashes are kept. When the stored parent no longer matches the chain, the
-//!   scanner walks back to the common ancestor; the same transaction that marks the
-//!   orphaned transfers removed also records the new canonical range, so a transfer
-//!   re-included in another block stays counted (with its new block hash) and the payment
-//!   does not flap.
+//! - Native transfers come from each block's transactions (matched on `to`). ERC-20
+//!   transfers come from `eth_getLogs` filtered by the configured token contracts, with
+//!   recipients matched locally, so the query does not grow with the watched set; while
+//!   the set is small, a second query by recipient topic also records tokens nobody
+//!   configured (recorded, not counted). A log range refused as too large is split; a
+//!   throttled endpoint backs off instead.
+//! - Recent block hashes are kept. A reorg is only ever proven by a block hash that differs
+//!   at a height an endpoint serves: when every answering endpoint is behind the cursor
+//!   (a failover to a slower node), the scanner waits. On a reorg it walks back to the
+//!   common ancestor and rescans at least up to the old tip in the same transaction that
+//!   marks the orphaned transfers removed, watching every orphaned transfer's address
+//!   whatever its payment's status, so a transfer re-included in another block stays
+//!   counted (with its new block hash) and the payment does not flap.
 
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use alloy::primitives::{b256, Address, B256, U256};
+use chrono::{DateTime, Utc};
 use futures::stream::{self, StreamExt, TryStreamExt};
 use slog::Logger;
 
@@ -49,7 +55,9 @@ pub struct Scanner {
     payment_metrics: PaymentMetrics,
     log: Logger,
     late_window_seconds: u64,
+    tokens: Vec<Address>,
     caught_up: bool,
+    waiting: bool,
 }
 
 /// What one tick did.
@@ -63,6 +71,8 @@ pub struct ScanReport {
     pub reorg_depth: u64,
     /// Whether the scanner reached the best head.
     pub caught_up: bool,
+    /// Every answering endpoint was behind the cursor; the scanner waited.
+    pub waiting_for_nodes: bool,
 }
 
 impl Scanner {
@@ -79,7 +89,6 @@ impl Scanner {
         late_window_seconds: u64,
     ) -> Self {
         Self {
-            chain,
             rpc,
             store,
             status,
@@ -87,7 +96,14 @@ impl Scanner {
             payment_metrics,
             log,
             late_window_seconds,
+            tokens: chain
+                .tokens
+                .iter()
+                .filter_map(|t| t.address.parse().ok())
+                .collect(),
+            chain,
             caught_up: false,
+            waiting: false,
         }
     }
 
@@ -106,40 +122,66 @@ impl Scanner {
             .await
     }
 
-    /// `Transfer` logs to watched addresses in `from..=to`, splitting ranges the provider
-    /// refuses as too large.
-    async fn fetch_transfer_logs(
+    /// `eth_getLogs` for `from..=to`, splitting ranges the provider refuses as too large.
+    async fn logs_split(
         &self,
         from: u64,
         to: u64,
-        watched: &std::collections::HashMap<Address, Watched>,
+        contracts: &[Address],
+        topics: &[Option<Vec<B256>>],
     ) -> Result<Vec<RpcLog>, RpcError> {
-        let targets: Vec<B256> = watched.keys().map(|a| a.into_word()).collect();
         let mut out = Vec::new();
-        for chunk in targets.chunks(ADDRESSES_PER_LOG_QUERY) {
-            let topics = vec![Some(vec![TRANSFER_TOPIC]), None, Some(chunk.to_vec())];
-            let mut ranges = vec![(from, to)];
-            while let Some((a, b)) = ranges.pop() {
-                match self.rpc.logs(a, b, topics.clone()).await {
-                    Ok(logs) => out.extend(logs),
-                    Err(e) if e.is_range_too_large() && a < b => {
-                        let mid = a + (b - a) / 2;
-                        ranges.push((mid + 1, b));
-                        ranges.push((a, mid));
-                    }
-                    Err(e) => return Err(e),
+        let mut ranges = vec![(from, to)];
+        while let Some((a, b)) = ranges.pop() {
+            match self
+                .rpc
+                .logs(a, b, contracts.to_vec(), topics.to_vec())
+                .await
+            {
+                Ok(logs) => out.extend(logs),
+                Err(e) if e.is_range_too_large() && a < b => {
+                    let mid = a + (b - a) / 2;
+                    ranges.push((mid + 1, b));
+                    ranges.push((a, mid));
                 }
+                Err(e) => return Err(e),
             }
         }
         Ok(out)
     }
 
+    /// `Transfer` logs in `from..=to` that may concern watched addresses: every transfer of
+    /// a configured token (recipients are matched by the caller), plus, while the watched
+    /// set is small enough for one topic filter, transfers of any contract to it.
+    async fn fetch_transfer_logs(
+        &self,
+        from: u64,
+        to: u64,
+        watched: &HashMap<Address, Watched>,
+    ) -> Result<Vec<RpcLog>, RpcError> {
+        let mut out = Vec::new();
+        if !self.tokens.is_empty() {
+            out.extend(
+                self.logs_split(from, to, &self.tokens, &[Some(vec![TRANSFER_TOPIC])])
+                    .await?,
+            );
+        }
+        if watched.len() <= ADDRESSES_PER_LOG_QUERY {
+            let targets: Vec<B256> = watched.keys().map(|a| a.into_word()).collect();
+            let topics = [Some(vec![TRANSFER_TOPIC]), None, Some(targets)];
+            out.extend(self.logs_split(from, to, &[], &topics).await?);
+        }
+        let mut seen = HashSet::with_capacity(out.len());
+        out.retain(|l| seen.insert((l.transaction_hash, l.log_index)));
+        Ok(out)
+    }
+
     /// Walks back from the newest remembered block to the first one the chain still has.
-    async fn find_ancestor(&self, best: u64) -> Result<u64, WorkError> {
+    async fn find_ancestor(&self, served: u64) -> Result<u64, WorkError> {
         let client = self.store.client().await?;
         let remembered = store_chain::recent_blocks(&client, &self.chain.name).await?;
         for b in &remembered {
-            if b.number > best {
+            if b.number > served {
                 continue;
             }
             if self.rpc.header(b.number).await?.hash == b.hash {
@@ -155,13 +197,14 @@ impl Scanner {
     /// One step: reorg check, then scan up to `scan_batch_blocks` and commit.
     pub async fn scan_once(&mut self) -> Result<ScanReport, WorkError> {
         let name = self.chain.name.clone();
-        let best = self.rpc.refresh_heads().await?;
+        let served = self.rpc.refresh_heads().await?;
+        let best = self.rpc.best_seen();
         let client = self.store.client().await?;
         let cursor = match store_chain::cursor(&client, &name).await? {
             Some(c) => c,
             None => {
                 let start = match self.chain.start_block {
-                    StartBlock::Latest => best,
+                    StartBlock::Latest => served,
                     StartBlock::Number(n) => n,
                 };
                 store_chain::init_cursor(&client, &name, start).await?
@@ -176,9 +219,13 @@ impl Scanner {
         let mut from = cursor;
         let mut rollback = None;
         if let Some(p) = &parent {
-            let orphaned = p.number > best || self.rpc.header(p.number).await?.hash != p.hash;
-            if orphaned {
-                let ancestor = self.find_ancestor(best).await?;
+            if p.number > served {
+                // Every endpoint answering now is behind what was already scanned: a
+                // failover to a slower node, not evidence of a reorg. Wait for them.
+                return self.wait_for_nodes(p.number, served, best).await;
+            }
+            if self.rpc.header(p.number).await?.hash != p.hash {
+                let ancestor = self.find_ancestor(served).await?;
                 slog::warn!(self.log, "chain reorganisation"; "ancestor" => ancestor, "depth" => p.number - ancestor);
                 rollback = Some(ancestor);
                 from = ancestor + 1;
@@ -186,16 +233,24 @@ impl Scanner {
                 parent = store_chain::stored_block(&client, &name, ancestor).await?;
             }
         }
-        if from > best && rollback.is_none() {
+        self.set_waiting(false);
+        if from > served && rollback.is_none() {
             self.caught_up = true;
-            self.publish(cursor.saturating_sub(1).min(best), best);
+            let client = self.store.client().await?;
+            store_chain::record_head(&client, &name, served).await?;
+            self.publish(cursor.saturating_sub(1).min(served), best);
             return Ok(ScanReport {
                 scanned_to: cursor.checked_sub(1),
                 caught_up: true,
                 ..Default::default()
             });
         }
-        let to = best.min(from + self.chain.scan_batch_blocks - 1);
+        let mut to = served.min(from + self.chain.scan_batch_blocks - 1);
+        if rollback.is_some() {
+            // Re-check every orphaned block's range in the same commit that removes its
+            // transfers, so a re-included transfer is never briefly reported lost.
+            to = to.max(cursor.saturating_sub(1).min(served));
+        }
         let blocks = self.fetch_blocks(from, to).await?;
         let mut prev_hash = parent.as_ref().map(|p| p.hash);
         for b in &blocks {
@@ -207,65 +262,13 @@ impl Scanner {
             prev_hash = Some(b.hash);
         }
 
+        // Read after the blocks are fetched: a payment created meanwhile cannot have been
+        // paid in blocks that existed before its address was handed out.
         let client = self.store.client().await?;
-        let watched = store_chain::watched(&client, &name, self.late_window_seconds).await?;
+        let watched =
+            store_chain::watched(&client, &name, self.late_window_seconds, rollback).await?;
         drop(client);
-        let mut found = Vec::new();
-        for b in &blocks {
-            for tx in &b.transactions {
-                let (Some(to_addr), false) = (tx.to, tx.value.is_zero()) else {
-                    continue;
-                };
-                if let Some(w) = watched.get(&to_addr) {
-                    found.push(FoundTransfer {
-                        payment_id: w.payment_id,
-                        tx_hash: tx.hash,
-                        log_index: None,
-                        from: tx.from,
-                        to: to_addr,
-                        asset: None,
-                        amount: tx.value,
-                        block_number: b.number.to(),
-                        block_hash: b.hash,
-                        counted: w.asset.is_none(),
-                    });
-                }
-            }
-        }
-        if !watched.is_empty() && !blocks.is_empty() {
-            for log in self.fetch_transfer_logs(from, to, &watched).await? {
-                if log.removed
-                    || log.topics.len() != 3
-                    || log.topics[0] != TRANSFER_TOPIC
-                    || log.data.len() != 32
-                {
-                    continue;
-                }
-                let recipient = Address::from_word(log.topics[2]);
-                let Some(w) = watched.get(&recipient) else {
-                    continue;
-                };
-                let n: u64 = log.block_number.to();
-                let block = n.checked_sub(from).and_then(|i| blocks.get(i as usize));
-                if block.map(|b| b.hash) != Some(log.block_hash) {
-                    return Err(WorkError::Inconsistent(
-                        "a log's block is not the fetched block",
-                    ));
-                }
-                found.push(FoundTransfer {
-                    payment_id: w.payment_id,
-                    tx_hash: log.transaction_hash,
-                    log_index: Some(log.log_index.to()),
-                    from: Address::from_word(log.topics[1]),
-                    to: recipient,
-                    asset: Some(log.address),
-                    amount: U256::from_be_slice(&log.data),
-                    block_number: n,
-                    block_hash: log.block_hash,
-                    counted: w.asset == Some(log.address),
-                });
-            }
-        }
+        let found = self.find_transfers(from, &blocks, &watched).await?;
 
         let stored: Vec<StoredBlock> = blocks
             .iter()
@@ -289,6 +292,8 @@ impl Scanner {
                 blocks: &stored,
                 transfers: &found,
                 keep_blocks: self.keep_blocks(),
+                head: served,
+                scanned_time: blocks.last().map(|b| block_time(b)),
             },
         )
         .await?;
@@ -301,13 +306,14 @@ impl Scanner {
             return Ok(ScanReport::default());
         }
         if outcome.removed > 0 {
-            slog::warn!(self.log, "transfers removed by a reorg"; "removed" => outcome.removed);
+            slog::warn!(self.log, "transfers in orphaned blocks re-checked";
+                "orphaned" => outcome.removed);
         }
         report_changes(&outcome.changes, &self.payment_metrics, &self.log);
         let scanned_to = stored
             .last()
             .map_or_else(|| rollback.unwrap_or(0), |b| b.number);
-        self.caught_up = scanned_to >= best;
+        self.caught_up = scanned_to >= served;
         self.publish(scanned_to, best);
         Ok(ScanReport {
             scanned_to: Some(scanned_to),
@@ -317,7 +323,118 @@ impl Scanner {
                 _ => 0,
             },
             caught_up: self.caught_up,
+            waiting_for_nodes: false,
         })
+    }
+
+    /// Native transfers from the blocks' transactions and token transfers from their logs,
+    /// to watched addresses.
+    async fn find_transfers(
+        &self,
+        from: u64,
+        blocks: &[RpcBlock],
+        watched: &HashMap<Address, Watched>,
+    ) -> Result<Vec<FoundTransfer>, WorkError> {
+        let mut found = Vec::new();
+        for b in blocks {
+            for tx in &b.transactions {
+                let (Some(to_addr), false) = (tx.to, tx.value.is_zero()) else {
+                    continue;
+                };
+                if let Some(w) = watched.get(&to_addr) {
+                    found.push(FoundTransfer {
+                        payment_id: w.payment_id,
+                        tx_hash: tx.hash,
+                        log_index: None,
+                        from: tx.from,
+                        to: to_addr,
+                        asset: None,
+                        amount: tx.value,
+                        block_number: b.number.to(),
+                        block_hash: b.hash,
+                        block_time: block_time(b),
+                        counted: w.asset.is_none(),
+                    });
+                }
+            }
+        }
+        let Some(last) = blocks.last() else {
+            return Ok(found);
+        };
+        if watched.is_empty() {
+            return Ok(found);
+        }
+        for log in self
+            .fetch_transfer_logs(from, last.number.to(), watched)
+            .await?
+        {
+            if log.removed
+                || log.topics.len() != 3
+                || log.topics[0] != TRANSFER_TOPIC
+                || log.data.len() != 32
+            {
+                continue;
+            }
+            let recipient = Address::from_word(log.topics[2]);
+            let Some(w) = watched.get(&recipient) else {
+                continue;
+            };
+            let n: u64 = log.block_number.to();
+            let block = n.checked_sub(from).and_then(|i| blocks.get(i as usize));
+            let Some(block) = block.filter(|b| b.hash == log.block_hash) else {
+                return Err(WorkError::Inconsistent(
+                    "a log's block is not the fetched block",
+                ));
+            };
+            found.push(FoundTransfer {
+                payment_id: w.payment_id,
+                tx_hash: log.transaction_hash,
+                log_index: Some(log.log_index.to()),
+                from: Address::from_word(log.topics[1]),
+                to: recipient,
+                asset: Some(log.address),
+                amount: U256::from_be_slice(&log.data),
+                block_number: n,
+                block_hash: log.block_hash,
+                block_time: block_time(block),
+                counted: w.asset == Some(log.address),
+            });
+        }
+        Ok(found)
+    }
+
+    /// Every answering endpoint is behind the block at the cursor: report the lag and wait
+    /// a poll interval; nothing is rolled back.
+    async fn wait_for_nodes(
+        &mut self,
+        scanned: u64,
+        served: u64,
+        best: u64,
+    ) -> Result<ScanReport, WorkError> {
+        if !self.waiting {
+            slog::warn!(self.log, "every answering RPC endpoint is behind the scanner; waiting";
+                "scanned" => scanned, "served_head" => served, "best_seen" => best);
+        }
+        self.set_waiting(true);
+        self.status
+            .update(&self.chain.name, |s| s.nodes_behind = Some(served));
+        self.caught_up = false;
+        self.publish(scanned, best);
+        Ok(ScanReport {
+            scanned_to: Some(scanned),
+            caught_up: false,
+            waiting_for_nodes: true,
+            ..Default::default()
+        })
+    }
+
+    fn set_waiting(&mut self, on: bool) {
+        if self.waiting && !on {
+            slog::info!(self.log, "an RPC endpoint serves the scanned head again");
+            self.status
+                .update(&self.chain.name, |s| s.nodes_behind = None);
+        }
+        self.waiting = on;
     }
 
     fn publish(&self, scanned: u64, best: u64) {
@@ -337,9 +454,10 @@ impl Scanner {
 }
 
 impl Work for Scanner {
-    /// Back-to-back while behind the head, the poll interval once caught up.
+    /// Back-to-back while behind the head, the poll interval once caught up or while
+    /// waiting for the endpoints to reach the scanned head.
     fn interval(&self) -> Duration {
-        if self.caught_up {
+        if self.caught_up || self.waiting {
             self.chain.poll_interval()
         } else {
             Duration::ZERO
@@ -349,4 +467,9 @@ impl Work for Scanner {
     async fn tick_once(&mut self) -> Result<(), WorkError> {
         self.scan_once().await.map(|_| ())
     }
+}
+
+fn block_time(b: &RpcBlock) -> DateTime<Utc> {
+    let secs = i64::try_from(b.timestamp.to::<u64>()).unwrap_or(i64::MAX);
+    DateTime::from_timestamp(secs, 0).unwrap_or(DateTime::<Utc>::MAX_UTC)
 }

@@ -32,6 +32,11 @@ pub struct ChainStatus {
     pub endpoints: Vec<EndpointStatus>,
     /// The head the scanner last processed.
     pub scanned_head: Option<u64>,
+    /// Set while every answering endpoint is behind the scanner: the best head they serve.
+    /// The scanner waits for them; it never takes this for a reorg.
+    pub nodes_behind: Option<u64>,
+    /// Confirmed payments whose counted funds a reorg took away.
+    pub reversed_payments: u64,
 }
 
 impl ChainStatus {
@@ -70,6 +75,8 @@ impl ChainStatusRegistry {
                 })
                 .collect(),
             scanned_head: None,
+            nodes_behind: None,
+            reversed_payments: 0,
         });
     }
 

@@ -1,4 +1,4 @@
-//! The payment lifecycle (CONTRACT §4) as pure functions: given what a payment is and what
+//! The payment lifecycle as pure functions: given what a payment is and what
 //! just happened, what it becomes and which event that produces.
 
 use alloy::primitives::U256;
@@ -24,16 +24,10 @@ pub struct PaymentFacts {
 /// What happened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Cause {
-    /// The scanner recorded transfers; `received` is the new sum.
-    Funds {
-        /// New sum of counted, canonical transfers.
-        received: U256,
-    },
-    /// A reorg removed or moved transfers; `received` is the new sum.
-    Reorg {
-        /// New sum of counted, canonical transfers.
-        received: U256,
-    },
+    /// The scanner recorded transfers.
+    Funds(Sums),
+    /// A reorg removed or moved transfers.
+    Reorg(Sums),
     /// Every counted transfer is at least `confirmations_required` deep on the canonical chain.
     DeepEnough,
     /// Time passed (the confirmer's tick).
@@ -41,6 +35,26 @@ pub enum Cause {
         /// Now.
         now: DateTime<Utc>,
     },
+}
+
+/// A payment's counted, canonical transfers, summed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sums {
+    /// Every counted, canonical transfer.
+    pub received: U256,
+    /// Those whose block is timestamped at or before the payment's `expires_at`: funds
+    /// that were paid in time, whenever the scanner happened to see them.
+    pub in_time: U256,
+}
+
+impl Sums {
+    /// Sums where every transfer was in time.
+    pub fn in_time(received: U256) -> Self {
+        Self {
+            received,
+            in_time: received,
+        }
+    }
 }
 
 /// A change to apply.
@@ -55,6 +69,18 @@ pub struct Change {
     /// The event this change produces, with its history reason; `None` for a silent
     /// update (amounts only).
     pub event: Option<(&'static str, &'static str)>,
+}
+
+/// Why a merchant's cancel is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum CancelRefused {
+    /// Not pending, or something was received.
+    #[error("a payment can be canceled only while pending with nothing received; it is {0}")]
+    NotCancelable(PaymentStatus),
+    /// The scanner has not seen the chain up to its head: funds may sit in blocks it has
+    /// not read yet.
+    #[error("the chain is not scanned up to its head yet, so funds may already have arrived; try again shortly")]
+    ChainNotScanned,
 }
 
 fn rank(s: PaymentStatus) -> u8 {
@@ -88,13 +114,15 @@ fn event_for(status: PaymentStatus) -> &'static str {
     }
 }
 
+/// The event that announces funds reaching a closed (confirmed, expired, canceled)
+/// payment's address.
+pub const LATE_FUNDS_EVENT: &str = "payment.late_funds";
+
 /// Applies `cause` to `p`. `None` when nothing changes.
 pub fn apply(p: &PaymentFacts, cause: Cause) -> Option<Change> {
     let change = match cause {
-        Cause::Funds { received } | Cause::Reorg { received } => {
-            let reorg = matches!(cause, Cause::Reorg { .. });
-            on_funds(p, received, reorg)
-        }
+        Cause::Funds(sums) => on_funds(p, sums, false),
+        Cause::Reorg(sums) => on_funds(p, sums, true),
         Cause::DeepEnough => (p.status == PaymentStatus::Processing).then_some(Change {
             status: PaymentStatus::Confirmed,
             exception: p.exception,
@@ -122,35 +150,103 @@ pub fn apply(p: &PaymentFacts, cause: Cause) -> Option<Change> {
     })
 }
 
-fn on_funds(p: &PaymentFacts, received: U256, reorg: bool) -> Option<Change> {
+/// A merchant's cancel: only while pending with nothing received, and only once the
+/// scanner has read the chain up to its head (`chain_scanned`).
+pub fn cancel(
+    status: PaymentStatus,
+    received: U256,
+    chain_scanned: bool,
+) -> Result<Change, CancelRefused> {
+    if !status.can_cancel(!received.is_zero()) {
+        return Err(CancelRefused::NotCancelable(status));
+    }
+    if !chain_scanned {
+        return Err(CancelRefused::ChainNotScanned);
+    }
+    Ok(Change {
+        status: PaymentStatus::Canceled,
+        exception: None,
+        received,
+        event: Some(("payment.canceled", "canceled_by_merchant")),
+    })
+}
+
+/// The exception of a confirmed payment holding `received`: a reorg can take counted funds
+/// away after confirmation, which shows as `underpaid`.
+fn confirmed_exception(received: U256, amount: U256) -> Option<PaymentException> {
+    if received > amount {
+        Some(PaymentException::Overpaid)
+    } else if received < amount {
+        Some(PaymentException::Underpaid)
+    } else {
+        None
+    }
+}
+
+fn on_funds(p: &PaymentFacts, sums: Sums, reorg: bool) -> Option<Change> {
+    let received = sums.received;
     if received == p.received {
         return None;
     }
+    let more = received > p.received;
     let overpaid = received > p.amount;
     match p.status {
-        // Final for the merchant: later funds only update the amounts.
-        PaymentStatus::Confirmed | PaymentStatus::Canceled => Some(Change {
+        // Final for the merchant: the status stays, but every change of the funds is
+        // recorded and announced. New funds are late funds; funds a reorg took away are a
+        // reorg (on a confirmed payment, a critical condition operators are alerted to).
+        PaymentStatus::Confirmed => Some(Change {
             status: p.status,
-            exception: if overpaid && p.status == PaymentStatus::Confirmed {
-                Some(PaymentException::Overpaid)
-            } else {
-                p.exception
-            },
+            exception: confirmed_exception(received, p.amount),
             received,
-            event: None,
+            event: Some(if more && !reorg {
+                (LATE_FUNDS_EVENT, "late_funds")
+            } else {
+                ("payment.reorged", "reorg")
+            }),
+        }),
+        PaymentStatus::Canceled => Some(Change {
+            status: p.status,
+            exception: (!received.is_zero()).then_some(PaymentException::PaidLate),
+            received,
+            event: Some(if more && !reorg {
+                (LATE_FUNDS_EVENT, "late_funds")
+            } else {
+                ("payment.reorged", "reorg")
+            }),
         }),
         PaymentStatus::Expired => {
-            if received > p.received && !reorg {
+            if more && sums.in_time >= p.amount {
+                // The full amount was paid in blocks stamped before the window ended: the
+                // expiry was premature (the funds sat in blocks not scanned yet), so the
+                // payment goes on as paid in time.
+                Some(Change {
+                    status: PaymentStatus::Processing,
+                    exception: overpaid.then_some(PaymentException::Overpaid),
+                    received,
+                    event: Some(("payment.processing", "paid_in_time")),
+                })
+            } else if more && !reorg {
+                let late = received > sums.in_time;
                 Some(Change {
                     status: PaymentStatus::Expired,
-                    exception: Some(PaymentException::PaidLate),
+                    exception: Some(if late {
+                        PaymentException::PaidLate
+                    } else {
+                        PaymentException::Underpaid
+                    }),
                     received,
-                    event: Some(("payment.late_funds", "late_funds")),
+                    event: Some((LATE_FUNDS_EVENT, "late_funds")),
                 })
             } else {
                 Some(Change {
                     status: PaymentStatus::Expired,
-                    exception: p.exception,
+                    exception: if received.is_zero() {
+                        None
+                    } else if received > sums.in_time {
+                        Some(PaymentException::PaidLate)
+                    } else {
+                        Some(PaymentException::Underpaid)
+                    },
                     received,
                     event: Some(("payment.reorged", "reorg")),
                 })
@@ -192,9 +288,18 @@ mod tests {
     }
 
     fn funds(n: u64) -> Cause {
-        Cause::Funds {
+        Cause::Funds(Sums::in_time(U256::from(n)))
+    }
+
+    fn late(n: u64) -> Cause {
+        Cause::Funds(Sums {
             received: U256::from(n),
-        }
+            in_time: U256::ZERO,
+        })
+    }
+
+    fn reorg(n: u64) -> Cause {
+        Cause::Reorg(Sums::in_time(U256::from(n)))
     }
 
     #[test]
@@ -252,7 +357,7 @@ mod tests {
 
     #[test]
     fn late_funds_after_expiry() {
-        let c = apply(&facts(PaymentStatus::Expired, 0), funds(100)).expect("change");
+        let c = apply(&facts(PaymentStatus::Expired, 0), late(100)).expect("change");
         assert_eq!(
             (c.status, c.exception),
             (PaymentStatus::Expired, Some(PaymentException::PaidLate))
@@ -261,32 +366,47 @@ mod tests {
     }
 
     #[test]
-    fn reorgs_move_payments_back_with_one_event() {
+    fn lateness_is_decided_by_block_time_not_by_scan_time() {
+        // Expired, then the scanner finds the full amount in a block stamped before the
+        // window ended: it was paid in time.
+        let c = apply(&facts(PaymentStatus::Expired, 0), funds(100)).expect("change");
+        assert_eq!((c.status, c.exception), (PaymentStatus::Processing, None));
+        assert_eq!(c.event, Some(("payment.processing", "paid_in_time")));
+        // Part of it in time, the rest late: paid late.
         let c = apply(
-            &facts(PaymentStatus::Processing, 100),
-            Cause::Reorg {
-                received: U256::ZERO,
-            },
+            &facts(PaymentStatus::Expired, 0),
+            Cause::Funds(Sums {
+                received: U256::from(100u64),
+                in_time: U256::from(40u64),
+            }),
         )
         .expect("change");
+        assert_eq!(
+            (c.status, c.exception),
+            (PaymentStatus::Expired, Some(PaymentException::PaidLate))
+        );
+        // Less than the amount, all in time: still underpaid, announced.
+        let c = apply(&facts(PaymentStatus::Expired, 0), funds(40)).expect("change");
+        assert_eq!(
+            (c.status, c.exception, c.event),
+            (
+                PaymentStatus::Expired,
+                Some(PaymentException::Underpaid),
+                Some(("payment.late_funds", "late_funds"))
+            )
+        );
+    }
+
+    #[test]
+    fn reorgs_move_payments_back_with_one_event() {
+        let c = apply(&facts(PaymentStatus::Processing, 100), reorg(0)).expect("change");
         assert_eq!(c.status, PaymentStatus::Pending);
         assert_eq!(c.event, Some(("payment.reorged", "reorg")));
-        let c = apply(
-            &facts(PaymentStatus::Processing, 100),
-            Cause::Reorg {
-                received: U256::from(60u64),
-            },
-        )
-        .expect("change");
+        let c = apply(&facts(PaymentStatus::Processing, 100), reorg(60)).expect("change");
         assert_eq!(c.status, PaymentStatus::PartiallyPaid);
         // A reorg that re-includes the same amount changes nothing.
         assert_eq!(
-            apply(
-                &facts(PaymentStatus::Processing, 100),
-                Cause::Reorg {
-                    received: U256::from(100u64)
-                }
-            ),
+            apply(&facts(PaymentStatus::Processing, 100), reorg(100)),
             None
         );
     }
@@ -307,10 +427,65 @@ mod tests {
     }
 
     #[test]
-    fn final_states_keep_their_status() {
+    fn closed_payments_keep_their_status_and_announce_late_funds() {
         let c = apply(&facts(PaymentStatus::Confirmed, 100), funds(130)).expect("change");
-        assert_eq!((c.status, c.event), (PaymentStatus::Confirmed, None));
+        assert_eq!(
+            (c.status, c.exception, c.event),
+            (
+                PaymentStatus::Confirmed,
+                Some(PaymentException::Overpaid),
+                Some(("payment.late_funds", "late_funds"))
+            )
+        );
         let c = apply(&facts(PaymentStatus::Canceled, 0), funds(5)).expect("change");
-        assert_eq!((c.status, c.event), (PaymentStatus::Canceled, None));
+        assert_eq!(
+            (c.status, c.exception, c.event),
+            (
+                PaymentStatus::Canceled,
+                Some(PaymentException::PaidLate),
+                Some(("payment.late_funds", "late_funds"))
+            )
+        );
+    }
+
+    #[test]
+    fn a_reorg_that_takes_confirmed_funds_away_is_announced_as_underpaid() {
+        let c = apply(&facts(PaymentStatus::Confirmed, 100), reorg(0)).expect("change");
+        assert_eq!(
+            (c.status, c.exception, c.event),
+            (
+                PaymentStatus::Confirmed,
+                Some(PaymentException::Underpaid),
+                Some(("payment.reorged", "reorg"))
+            )
+        );
+        // The funds come back (re-included later): late funds, exception cleared.
+        let mut p = facts(PaymentStatus::Confirmed, 0);
+        p.exception = Some(PaymentException::Underpaid);
+        let c = apply(&p, funds(100)).expect("change");
+        assert_eq!(
+            (c.exception, c.event),
+            (None, Some(("payment.late_funds", "late_funds")))
+        );
+    }
+
+    #[test]
+    fn cancel_waits_for_the_scanner_and_refuses_funded_payments() {
+        let zero = U256::ZERO;
+        assert_eq!(
+            cancel(PaymentStatus::Pending, zero, false),
+            Err(CancelRefused::ChainNotScanned)
+        );
+        let c = cancel(PaymentStatus::Pending, zero, true).expect("cancel");
+        assert_eq!(c.status, PaymentStatus::Canceled);
+        assert_eq!(c.event, Some(("payment.canceled", "canceled_by_merchant")));
+        assert_eq!(
+            cancel(PaymentStatus::Pending, U256::from(1u64), true),
+            Err(CancelRefused::NotCancelable(PaymentStatus::Pending))
+        );
+        assert_eq!(
+            cancel(PaymentStatus::Processing, U256::from(100u64), true),
+            Err(CancelRefused::NotCancelable(PaymentStatus::Processing))
+        );
     }
 }

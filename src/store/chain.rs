@@ -5,6 +5,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::str::FromStr;
 
 use alloy::primitives::{Address, B256, U256};
+use chrono::{DateTime, Utc};
 use deadpool_postgres::GenericClient;
 use uuid::Uuid;
 
@@ -117,22 +118,36 @@ pub struct Watched {
     pub asset: Option<Address>,
 }
 
-/// Addresses to watch on a chain: open payments, and expired ones still inside the
-/// late-funds window.
+/// Addresses to watch on a chain: open payments; closed ones (confirmed, expired,
+/// canceled) within the late-funds window of their last transition; and every payment with
+/// a transfer a reorg removed within that window, or (with `reorg_floor`) a transfer above
+/// the common ancestor of a reorg being rolled back now, so a transfer re-included in
+/// another block is found again whatever its payment's status.
 pub async fn watched(
     c: &impl GenericClient,
     chain: &str,
     late_window_seconds: u64,
+    reorg_floor: Option<u64>,
 ) -> Result<HashMap<Address, Watched>, StoreError> {
     let stmt = c
         .prepare_cached(
             "SELECT id, address, asset_contract FROM payments WHERE chain = $1 AND \
-             (status IN ('pending', 'partially_paid', 'processing') \
-              OR (status = 'expired' AND expires_at > now() - make_interval(secs => $2)))",
+               (status IN ('pending', 'partially_paid', 'processing') \
+                OR (status IN ('confirmed', 'expired', 'canceled') \
+                    AND transitioned_at > now() - make_interval(secs => $2))) \
+             UNION \
+             SELECT p.id, p.address, p.asset_contract FROM payment_transfers t \
+               JOIN payments p ON p.id = t.payment_id \
+             WHERE t.chain = $1 AND ((t.removed AND t.removed_at > now() - make_interval(secs => $2)) \
+               OR (NOT t.removed AND t.block_number > $3))",
         )
         .await?;
     let window = late_window_seconds as f64;
-    let rows = c.query(&stmt, &[&chain, &window]).await?;
+    let floor = match reorg_floor {
+        Some(f) => to_i64(f)?,
+        None => i64::MAX,
+    };
+    let rows = c.query(&stmt, &[&chain, &window, &floor]).await?;
     let mut out = HashMap::with_capacity(rows.len());
     for r in rows {
         let address: String = r.get(1);
@@ -151,6 +166,58 @@ pub async fn watched(
         );
     }
     Ok(out)
+}
+
+/// Records the best head the scanner saw (the cancel guard compares the cursor with it).
+pub async fn record_head(c: &impl GenericClient, chain: &str, head: u64) -> Result<(), StoreError> {
+    c.execute(
+        "UPDATE chain_cursors SET head_block = $2 WHERE chain = $1 \
+           AND head_block IS DISTINCT FROM $2",
+        &[&chain, &to_i64(head)?],
+    )
+    .await?;
+    Ok(())
+}
+
+/// How far a chain is scanned, as the API and the confirmer see it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ScanProgress {
+    /// The next block to scan.
+    pub next_block: u64,
+    /// The best head the scanner last saw.
+    pub head_block: Option<u64>,
+}
+
+impl ScanProgress {
+    /// Whether every block up to the head the scanner last saw is scanned.
+    pub fn caught_up(&self) -> bool {
+        self.head_block.is_none_or(|h| self.next_block > h)
+    }
+}
+
+/// The chain's scan progress; `None` when no scanner has run yet.
+pub async fn progress(
+    c: &impl GenericClient,
+    chain: &str,
+) -> Result<Option<ScanProgress>, StoreError> {
+    let row = c
+        .query_opt(
+            "SELECT next_block, head_block FROM chain_cursors WHERE chain = $1",
+            &[&chain],
+        )
+        .await?;
+    row.map(|r| {
+        let bad = || StoreError::Corrupt("chain_cursors");
+        Ok(ScanProgress {
+            next_block: u64::try_from(r.get::<_, i64>(0)).map_err(|_| bad())?,
+            head_block: r
+                .get::<_, Option<i64>>(1)
+                .map(u64::try_from)
+                .transpose()
+                .map_err(|_| bad())?,
+        })
+    })
+    .transpose()
 }
 
 /// A transfer found in a scanned range.
@@ -174,6 +241,8 @@ pub struct FoundTransfer {
     pub block_number: u64,
     /// Block hash.
     pub block_hash: B256,
+    /// The block's timestamp: funds are late when it is after the payment's window.
+    pub block_time: DateTime<Utc>,
     /// Whether it is the payment's asset.
     pub counted: bool,
 }
@@ -192,6 +261,10 @@ pub struct RangeCommit<'a> {
     pub blocks: &'a [StoredBlock],
     /// Transfers found in them.
     pub transfers: &'a [FoundTransfer],
+    /// The best head seen this tick.
+    pub head: u64,
+    /// The timestamp of the last block in `blocks`.
+    pub scanned_time: Option<DateTime<Utc>>,
     /// How many recent block hashes to remember.
     pub keep_blocks: u64,
 }
@@ -222,8 +295,16 @@ pub async fn commit_range(
     };
     let moved = c
         .execute(
-            "UPDATE chain_cursors SET next_block = $3, updated_at = now() WHERE chain = $1 AND next_block = $2",
-            &[&r.chain, &to_i64(r.expected_cursor)?, &to_i64(next)?],
+            "UPDATE chain_cursors SET next_block = $3, head_block = $4, \
+               scanned_time = COALESCE($5, scanned_time), updated_at = now() \
+             WHERE chain = $1 AND next_block = $2",
+            &[
+                &r.chain,
+                &to_i64(r.expected_cursor)?,
+                &to_i64(next)?,
+                &to_i64(r.head)?,
+                &r.scanned_time,
+            ],
         )
         .await?;
     if moved != 1 {
@@ -235,7 +316,7 @@ pub async fn commit_range(
     if let Some(ancestor) = r.rollback_to {
         let rows = c
             .query(
-                "UPDATE payment_transfers SET removed = true \
+                "UPDATE payment_transfers SET removed = true, removed_at = now() \
                  WHERE chain = $1 AND block_number > $2 AND NOT removed RETURNING payment_id",
                 &[&r.chain, &to_i64(ancestor)?],
             )
@@ -276,11 +357,12 @@ pub async fn commit_range(
     let insert_transfer = c
         .prepare_cached(
             "INSERT INTO payment_transfers (payment_id, chain, tx_hash, log_index, from_address, to_address, \
-               asset_contract, amount_raw, block_number, block_hash, counted, late) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, \
-               (SELECT status = 'expired' FROM payments WHERE id = $1)) \
+               asset_contract, amount_raw, block_number, block_hash, counted, block_time, late) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, \
+               $12 > (SELECT expires_at FROM payments WHERE id = $1)) \
              ON CONFLICT (chain, tx_hash, log_index) DO UPDATE SET block_number = EXCLUDED.block_number, \
-               block_hash = EXCLUDED.block_hash, removed = false",
+               block_hash = EXCLUDED.block_hash, block_time = EXCLUDED.block_time, late = EXCLUDED.late, \
+               removed = false, removed_at = NULL",
         )
         .await?;
     for t in r.transfers {
@@ -302,6 +384,7 @@ pub async fn commit_range(
                 &to_i64(t.block_number)?,
                 &hex32(&t.block_hash),
                 &t.counted,
+                &t.block_time,
             ],
         )
         .await?;

@@ -10,7 +10,7 @@ use tokio_postgres::Row;
 use uuid::Uuid;
 
 use super::StoreError;
-use crate::domain::lifecycle::{self, Cause, Change, PaymentFacts};
+use crate::domain::lifecycle::{self, Cause, Change, PaymentFacts, Sums};
 use crate::domain::{Asset, HistoryEntry, Payment, PaymentException, PaymentStatus, Transfer};
 
 /// A payment about to be inserted.
@@ -301,15 +301,16 @@ pub async fn list(
     Ok((page, has_more))
 }
 
-/// Locks a merchant's payment row for a status change; returns its status and received sum.
+/// Locks a merchant's payment row for a status change; returns its status, received sum
+/// and chain.
 pub async fn lock(
     c: &impl GenericClient,
     merchant_id: Uuid,
     id: Uuid,
-) -> Result<Option<(PaymentStatus, U256)>, StoreError> {
+) -> Result<Option<(PaymentStatus, U256, String)>, StoreError> {
     let row = c
         .query_opt(
-            "SELECT status, amount_received_raw FROM payments \
+            "SELECT status, amount_received_raw, chain FROM payments \
              WHERE merchant_id = $1 AND id = $2 FOR UPDATE",
             &[&merchant_id, &id],
         )
@@ -319,6 +320,7 @@ pub async fn lock(
         Ok((
             s.parse().map_err(|_| StoreError::Corrupt("payments"))?,
             r.get(1),
+            r.get(2),
         ))
     })
     .transpose()
@@ -356,7 +358,10 @@ pub async fn write_change(
             "UPDATE payments SET status = $3, exception = $4, amount_received_raw = $5, \
                detected_at = CASE WHEN $5::numeric > 0 THEN COALESCE(detected_at, now()) ELSE detected_at END, \
                confirmed_at = CASE WHEN $3 = 'confirmed' THEN COALESCE(confirmed_at, now()) ELSE confirmed_at END, \
-               event_sequence = event_sequence + CASE WHEN $6 THEN 1 ELSE 0 END, updated_at = now() \
+               event_sequence = event_sequence + CASE WHEN $6 THEN 1 ELSE 0 END, \
+               transitioned_at = CASE WHEN $6 THEN now() ELSE transitioned_at END, \
+               confirmations = CASE WHEN $3 IN ('pending', 'partially_paid') THEN 0 ELSE confirmations END, \
+               updated_at = now() \
              WHERE merchant_id = $1 AND id = $2 RETURNING event_sequence",
         )
         .await?;
@@ -491,17 +496,25 @@ pub async fn recompute(
     let Some(locked) = lock_facts(c, id).await? else {
         return Ok(None);
     };
+    // Transfers without a block time predate block-time tracking; they count as in time
+    // only when they were not flagged late when found.
     let stmt = c
         .prepare_cached(
-            "SELECT LEAST(COALESCE(sum(amount_raw), 0), \
-               115792089237316195423570985008687907853269984665640564039457584007913129639935::numeric) \
-             FROM payment_transfers WHERE payment_id = $1 AND counted AND NOT removed",
+            "SELECT LEAST(COALESCE(sum(t.amount_raw), 0), $2::numeric), \
+               LEAST(COALESCE(sum(t.amount_raw) FILTER (WHERE COALESCE(t.block_time <= p.expires_at, NOT t.late)), 0), $2::numeric) \
+             FROM payments p LEFT JOIN payment_transfers t \
+               ON t.payment_id = p.id AND t.counted AND NOT t.removed \
+             WHERE p.id = $1",
         )
         .await?;
-    let received: U256 = c.query_one(&stmt, &[&id]).await?.get(0);
+    let row = c.query_one(&stmt, &[&id, &U256::MAX]).await?;
+    let sums = Sums {
+        received: row.get(0),
+        in_time: row.get(1),
+    };
     let cause = match why {
-        Recompute::Funds => Cause::Funds { received },
-        Recompute::Reorg => Cause::Reorg { received },
+        Recompute::Funds => Cause::Funds(sums),
+        Recompute::Reorg => Cause::Reorg(sums),
     };
     apply_cause(c, locked, id, cause).await
 }
@@ -600,16 +613,38 @@ pub async fn confirm(
     apply_cause(c, locked, id, Cause::DeepEnough).await
 }
 
-/// Open payments whose window has ended.
-pub async fn expirable(c: &impl GenericClient, chain: &str) -> Result<Vec<Uuid>, StoreError> {
+/// Open payments whose window has ended and whose every in-time block the scanner has
+/// read: either it has scanned a block stamped at or after `expires_at`, or (with
+/// `caught_up`) it has scanned everything up to the head. Funds in blocks not scanned yet
+/// can then never be reported underpaid, then late.
+pub async fn expirable(
+    c: &impl GenericClient,
+    chain: &str,
+    caught_up: bool,
+) -> Result<Vec<Uuid>, StoreError> {
     let rows = c
         .query(
-            "SELECT id FROM payments WHERE chain = $1 AND status IN ('pending', 'partially_paid') \
-             AND expires_at <= now() ORDER BY expires_at LIMIT 1000",
-            &[&chain],
+            "SELECT p.id FROM payments p LEFT JOIN chain_cursors cc ON cc.chain = p.chain \
+             WHERE p.chain = $1 AND p.status IN ('pending', 'partially_paid') \
+               AND p.expires_at <= now() AND ($2 OR cc.scanned_time >= p.expires_at) \
+             ORDER BY p.expires_at LIMIT 1000",
+            &[&chain, &caught_up],
         )
         .await?;
     Ok(rows.iter().map(|r| r.get(0)).collect())
+}
+
+/// Confirmed payments on a chain whose counted funds a reorg took away.
+pub async fn count_reversed(c: &impl GenericClient, chain: &str) -> Result<u64, StoreError> {
+    let n: i64 = c
+        .query_one(
+            "SELECT count(*) FROM payments WHERE chain = $1 \
+               AND status = 'confirmed' AND amount_received_raw < amount_raw",
+            &[&chain],
+        )
+        .await?
+        .get(0);
+    Ok(u64::try_from(n).unwrap_or(0))
 }
 
 /// Expires a payment if its window has ended.

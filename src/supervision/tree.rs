@@ -81,7 +81,14 @@ pub struct TreeContext {
     pub faults: Arc<Faults>,
     /// Supervisor references.
     pub directory: SupervisorDirectory,
+    /// One RPC client per chain, shared by all of the chain's workers and kept across
+    /// their restarts (heads are polled once and endpoint backoff is shared).
+    pub rpcs: ChainClients,
 }
+
+/// The chains' RPC clients, built on first use.
+#[derive(Clone, Default)]
+pub struct ChainClients(Arc<std::sync::Mutex<HashMap<String, ChainRpc>>>);
 
 /// The running tree.
 pub struct Tree {
@@ -110,6 +117,7 @@ async fn spawn_worker<W: Work>(
     heartbeat: Heartbeat,
     log: Logger,
     faults: Arc<Faults>,
+    retry: Backoff,
     parent: ActorCell,
 ) -> Result<ActorCell, SpawnErr> {
     let args = WorkerArgs {
@@ -118,6 +126,7 @@ async fn spawn_worker<W: Work>(
         heartbeat,
         log,
         faults,
+        retry,
     };
     Actor::spawn_linked(None, Worker::<W>::default(), args, parent)
         .await
@@ -125,6 +134,11 @@ async fn spawn_worker<W: Work>(
 }
 
 impl TreeContext {
+    fn tick_retry(&self) -> Backoff {
+        let s = &self.settings.supervision;
+        Backoff::new(ms(s.tick_retry_min_ms), ms(s.tick_retry_max_ms))
+    }
+
     fn worker_backoff(&self) -> Backoff {
         let s = &self.settings.supervision;
         Backoff::new(ms(s.restart_backoff_min_ms), ms(s.restart_backoff_max_ms))
@@ -175,6 +189,24 @@ impl TreeContext {
         }
     }
 
+    /// The chain's one RPC client, built on first use. Its head refresh is reused for half
+    /// a poll interval, so scanner and confirmer ticking together ask once.
+    pub fn chain_rpc(&self, chain: &ChainSettings) -> Result<ChainRpc, crate::chain::RpcError> {
+        let mut map = self.rpcs.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(rpc) = map.get(&chain.name) {
+            return Ok(rpc.clone());
+        }
+        let rpc = ChainRpc::new(
+            chain,
+            ms(self.settings.supervision.rpc_timeout_ms),
+            self.chain_status.clone(),
+            self.chain_metrics.clone(),
+        )?
+        .with_head_ttl(chain.poll_interval() / 2);
+        map.insert(chain.name.clone(), rpc.clone());
+        Ok(rpc)
+    }
+
     async fn spawn_chain_worker(
         &self,
         chain: &ChainSettings,
@@ -189,18 +221,14 @@ impl TreeContext {
         let tick = chain.poll_interval();
         let faults = self.faults.clone();
         let rpc = || {
-            ChainRpc::new(
-                chain,
-                ms(self.settings.supervision.rpc_timeout_ms),
-                self.chain_status.clone(),
-                self.chain_metrics.clone(),
-            )
+            self.chain_rpc(chain)
+                .map_err(|e| SpawnErr::StartupFailed(format!("{}: {e}", chain.name).into()))
         };
         match actor {
             "scanner" => {
                 let work = Scanner::new(
                     chain.clone(),
-                    rpc(),
+                    rpc()?,
                     self.store.clone(),
                     self.chain_status.clone(),
                     self.chain_metrics.clone(),
@@ -208,23 +236,24 @@ impl TreeContext {
                     log.clone(),
                     self.settings.payments.late_funds_window_seconds,
                 );
-                spawn_worker(work, key, hb, log, faults, parent).await
+                spawn_worker(work, key, hb, log, faults, self.tick_retry(), parent).await
             }
             "confirmer" => {
                 let work = Confirmer::new(
                     &chain.name,
-                    rpc(),
+                    rpc()?,
                     self.store.clone(),
                     self.chain_metrics.clone(),
                     self.payment_metrics.clone(),
                     log.clone(),
                     tick,
-                );
-                spawn_worker(work, key, hb, log, faults, parent).await
+                )
+                .with_status(self.chain_status.clone());
+                spawn_worker(work, key, hb, log, faults, self.tick_retry(), parent).await
             }
             _ => {
                 let work = Sweeper::new(self.store.clone(), worker_tick(tick, actor));
-                spawn_worker(work, key, hb, log, faults, parent).await
+                spawn_worker(work, key, hb, log, faults, self.tick_retry(), parent).await
             }
         }
     }
@@ -248,7 +277,16 @@ impl TreeContext {
                             ctx.webhook_metrics.clone(),
                             log.clone(),
                         );
-                        spawn_worker(work, key, hb, log, ctx.faults.clone(), parent).await
+                        spawn_worker(
+                            work,
+                            key,
+                            hb,
+                            log,
+                            ctx.faults.clone(),
+                            ctx.tick_retry(),
+                            parent,
+                        )
+                        .await
                     }
                 })
                 .backoff(self.worker_backoff())

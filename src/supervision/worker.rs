@@ -1,14 +1,15 @@
 //! The generic worker actor: a unit of periodic work ([`Work::tick_once`]) driven by
 //! self-scheduled ticks. Tests call `tick_once` directly; the actor adds scheduling,
-//! heartbeats and error policy (retryable errors are logged and retried next tick; fatal
-//! ones fail the actor so its supervisor restarts it).
+//! heartbeats and error policy (retryable errors are logged and retried after a bounded
+//! exponential backoff, whatever the work's own interval, so a dead dependency never spins
+//! a worker; fatal ones fail the actor so its supervisor restarts it).
 
 use std::future::Future;
 use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::Duration;
 
-use actors::{Failure, Heartbeat};
+use actors::{Backoff, Failure, Heartbeat};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use slog::Logger;
 
@@ -82,6 +83,20 @@ pub struct WorkerArgs<W> {
     pub log: Logger,
     /// Test-only fault injection.
     pub faults: Arc<Faults>,
+    /// Delay before retrying a failed tick, by consecutive failures.
+    pub retry: Backoff,
+}
+
+/// When the tick after one that ended with `failures` consecutive failures runs: the
+/// work's interval after a success, at least the retry backoff after a failure.
+pub fn next_tick_delay(interval: Duration, failures: u64, retry: &Backoff, unit: f64) -> Duration {
+    match failures {
+        0 => interval,
+        n => {
+            let n = u32::try_from(n - 1).unwrap_or(u32::MAX);
+            interval.max(retry.delay_with(n, unit))
+        }
+    }
 }
 
 /// A worker's state.
@@ -142,7 +157,12 @@ impl<W: Work> Actor for Worker<W> {
                 }
             }
         }
-        let every = state.args.work.interval();
+        let every = next_tick_delay(
+            state.args.work.interval(),
+            state.failures,
+            &state.args.retry,
+            rand::random::<f64>(),
+        );
         myself.send_after(every, || WorkerMsg::Tick);
         Ok(())
     }
@@ -154,5 +174,43 @@ impl<W: Work> Actor for Worker<W> {
     ) -> Result<(), ActorProcessingErr> {
         slog::info!(state.args.log, "actor stopped");
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failed_ticks_back_off_exponentially_up_to_the_cap_whatever_the_interval() {
+        let retry = Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
+        // A worker that runs back to back (interval zero) while healthy.
+        assert_eq!(
+            next_tick_delay(Duration::ZERO, 0, &retry, 0.0),
+            Duration::ZERO
+        );
+        let delays: Vec<Duration> = (1..=10)
+            .map(|n| next_tick_delay(Duration::ZERO, n, &retry, 0.0))
+            .collect();
+        assert_eq!(delays[0], Duration::from_millis(500));
+        assert_eq!(delays[1], Duration::from_secs(1));
+        assert_eq!(delays[2], Duration::from_secs(2));
+        assert!(delays.windows(2).all(|w| w[0] <= w[1]));
+        assert_eq!(delays[9], Duration::from_secs(30));
+        // Jitter never exceeds 20 % above the cap.
+        assert!(next_tick_delay(Duration::ZERO, 1000, &retry, 0.999) <= Duration::from_secs(36));
+        // A slow worker's own interval still applies when it is longer.
+        assert_eq!(
+            next_tick_delay(Duration::from_secs(60), 1, &retry, 0.0),
+            Duration::from_secs(60)
+        );
+        // In one minute of a dead dependency, a worker runs a handful of ticks, not thousands.
+        let mut t = Duration::ZERO;
+        let mut ticks = 0u64;
+        while t < Duration::from_secs(60) {
+            ticks += 1;
+            t += next_tick_delay(Duration::ZERO, ticks, &retry, 0.5);
+        }
+        assert!(ticks < 15, "{ticks} ticks in a minute");
     }
 }

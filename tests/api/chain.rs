@@ -40,7 +40,8 @@ fn workers(app: &TestApp, chain: &ChainSettings) -> (Scanner, Confirmer) {
         Duration::from_secs(10),
         s.chain_status.clone(),
         s.metrics.chain.clone(),
-    );
+    )
+    .expect("rpc client");
     let scanner = Scanner::new(
         chain.clone(),
         rpc.clone(),

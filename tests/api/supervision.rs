@@ -529,7 +529,8 @@ async fn workers_can_be_driven_one_tick_at_a_time() {
         Duration::from_secs(5),
         status.clone(),
         metrics.clone(),
-    );
+    )
+    .expect("rpc client");
     let pm = app.state.metrics.payments.clone();
     let log = app.state.log.clone();
     let mut scanner = Scanner::new(
