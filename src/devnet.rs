@@ -229,6 +229,12 @@ impl Anvil {
     /// Starts anvil on a free port; `block_time` makes it mine on an interval as well as
     /// on every transaction. Waits until its RPC answers.
     pub async fn start(block_time: Option<u64>) -> anyhow::Result<Self> {
+        Self::start_with(block_time, &[]).await
+    }
+
+    /// Like [`Anvil::start`], with extra command-line arguments (for example
+    /// `--timestamp` to run the chain's clock in the past, or `--hardfork`).
+    pub async fn start_with(block_time: Option<u64>, extra: &[String]) -> anyhow::Result<Self> {
         let port = free_port()?;
         let mut cmd = Command::new(anvil_bin()?);
         cmd.args([
@@ -244,6 +250,7 @@ impl Anvil {
         if let Some(t) = block_time {
             cmd.args(["--block-time", &t.to_string()]);
         }
+        cmd.args(extra);
         // Its own process group, so that dropping it stops anvil and anything it spawned.
         #[cfg(unix)]
         std::os::unix::process::CommandExt::process_group(&mut cmd, 0);

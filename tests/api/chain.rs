@@ -21,19 +21,19 @@ fn wei(s: &str) -> U256 {
     U256::from_str_radix(s, 10).expect("decimal")
 }
 
-fn pow10(n: u64) -> U256 {
+pub(crate) fn pow10(n: u64) -> U256 {
     U256::from(10u64).pow(U256::from(n))
 }
 
-struct Harness {
-    anvil: Anvil,
-    dev: DevChain,
-    app: TestApp,
-    scanner: Scanner,
-    confirmer: Confirmer,
+pub(crate) struct Harness {
+    pub anvil: Anvil,
+    pub dev: DevChain,
+    pub app: TestApp,
+    pub scanner: Scanner,
+    pub confirmer: Confirmer,
 }
 
-fn workers(app: &TestApp, chain: &ChainSettings) -> (Scanner, Confirmer) {
+pub(crate) fn workers(app: &TestApp, chain: &ChainSettings) -> (Scanner, Confirmer) {
     let s = &app.state;
     let rpc = ChainRpc::new(
         chain,
@@ -42,6 +42,16 @@ fn workers(app: &TestApp, chain: &ChainSettings) -> (Scanner, Confirmer) {
         s.metrics.chain.clone(),
     )
     .expect("rpc client");
+    workers_on(app, chain, rpc)
+}
+
+/// A scanner and a confirmer sharing `rpc`, as the supervision tree builds them.
+pub(crate) fn workers_on(
+    app: &TestApp,
+    chain: &ChainSettings,
+    rpc: ChainRpc,
+) -> (Scanner, Confirmer) {
+    let s = &app.state;
     let scanner = Scanner::new(
         chain.clone(),
         rpc.clone(),
@@ -60,13 +70,14 @@ fn workers(app: &TestApp, chain: &ChainSettings) -> (Scanner, Confirmer) {
         s.metrics.payments.clone(),
         s.log.clone(),
         Duration::from_secs(1),
-    );
+    )
+    .with_status(s.chain_status.clone());
     (scanner, confirmer)
 }
 
 /// A fresh anvil with the two demo tokens deployed at the addresses the test chain config
 /// names (anvil's first account, nonces 0 and 1), and a gateway without its actor tree.
-async fn harness_on(
+pub(crate) async fn harness_on(
     anvil: Anvil,
     rpc_urls: Vec<String>,
     customize: impl FnOnce(&mut ChainSettings),
@@ -98,7 +109,7 @@ async fn harness_on(
     }
 }
 
-async fn harness() -> Harness {
+pub(crate) async fn harness() -> Harness {
     let anvil = Anvil::start(None).await.expect("anvil");
     let url = anvil.url();
     harness_on(anvil, vec![url], |_| {}).await
@@ -106,7 +117,7 @@ async fn harness() -> Harness {
 
 impl Harness {
     /// Scans until caught up with the head.
-    async fn scan(&mut self) -> Vec<ScanReport> {
+    pub async fn scan(&mut self) -> Vec<ScanReport> {
         let mut reports = Vec::new();
         for _ in 0..200 {
             let r = self.scanner.scan_once().await.expect("scan");
@@ -118,17 +129,17 @@ impl Harness {
         panic!("scanner never caught up");
     }
 
-    async fn confirm(&mut self) {
+    pub async fn confirm(&mut self) {
         self.confirmer.tick_once().await.expect("confirmer tick");
     }
 
-    async fn create(&self, body: Value) -> Value {
+    pub async fn create(&self, body: Value) -> Value {
         let r = self.app.post_payment(&body).await;
         assert_eq!(r.status(), 201);
         r.json().await.expect("json")
     }
 
-    async fn get(&self, p: &Value) -> Value {
+    pub async fn get(&self, p: &Value) -> Value {
         let id = p["id"].as_str().expect("id");
         self.app
             .get(&format!("/v1/payments/{id}"))
@@ -138,7 +149,7 @@ impl Harness {
             .expect("json")
     }
 
-    async fn events(&self, p: &Value) -> Vec<(String, i32)> {
+    pub async fn events(&self, p: &Value) -> Vec<(String, i32)> {
         let id = p["id"].as_str().expect("id");
         let c = self.app.store.client().await.expect("db");
         c.query(
@@ -152,14 +163,14 @@ impl Harness {
         .collect()
     }
 
-    async fn sql(&self, q: &str, p: &Value) {
+    pub async fn sql(&self, q: &str, p: &Value) {
         let id = p["id"].as_str().expect("id");
         let c = self.app.store.client().await.expect("db");
         c.execute(q, &[&id]).await.expect("sql");
     }
 }
 
-fn address_of(p: &Value) -> Address {
+pub(crate) fn address_of(p: &Value) -> Address {
     p["address"]
         .as_str()
         .expect("address")
@@ -167,7 +178,7 @@ fn address_of(p: &Value) -> Address {
         .expect("address")
 }
 
-fn evs(list: &[&str]) -> Vec<(String, i32)> {
+pub(crate) fn evs(list: &[&str]) -> Vec<(String, i32)> {
     list.iter()
         .enumerate()
         .map(|(i, t)| (t.to_string(), i as i32 + 1))
@@ -508,7 +519,7 @@ async fn downtime_of_2000_blocks_is_backfilled_and_the_cursor_survives_restarts(
     }
 }
 
-async fn raw_tx(dev: &DevChain, hash: &Value) -> String {
+pub(crate) async fn raw_tx(dev: &DevChain, hash: &Value) -> String {
     dev.rpc("eth_getRawTransactionByHash", json!([hash]))
         .await
         .expect("raw tx")
@@ -660,7 +671,7 @@ async fn scanning_continues_on_the_other_endpoint_when_one_dies_mid_scan() {
 }
 
 /// A JSON-RPC endpoint in front of anvil that reports a frozen head.
-async fn stale_endpoint(target: String, frozen_head: u64) -> String {
+pub(crate) async fn stale_endpoint(target: String, frozen_head: u64) -> String {
     use warp::Filter;
     let client = reqwest::Client::new();
     let route = warp::post().and(warp::body::json()).then(move |req: Value| {
@@ -738,21 +749,62 @@ async fn an_endpoint_serving_a_stale_head_is_avoided() {
     assert!(text.contains("ctrip_rpc_requests_total{chain=\"devchain\",method=\"eth_getBlockByNumber\",outcome=\"ok\"}"));
 }
 
+/// A harness whose chain clock runs an hour behind the wall clock, so that a payment's
+/// window can end between two blocks' timestamps and still lie in the past.
+pub(crate) async fn past_harness() -> Harness {
+    let ts = chrono::Utc::now().timestamp() - 3600;
+    let anvil = Anvil::start_with(None, &["--timestamp".into(), ts.to_string()])
+        .await
+        .expect("anvil");
+    let url = anvil.url();
+    harness_on(anvil, vec![url], |_| {}).await
+}
+
+/// The head block's timestamp.
+pub(crate) async fn head_time(dev: &DevChain) -> i64 {
+    let b = dev
+        .rpc("eth_getBlockByNumber", json!(["latest", false]))
+        .await
+        .expect("block");
+    i64::from_str_radix(
+        b["timestamp"]
+            .as_str()
+            .unwrap_or("0x0")
+            .trim_start_matches("0x"),
+        16,
+    )
+    .expect("timestamp")
+}
+
+/// Pays `p` natively in a block stamped `secs` after the head; returns that timestamp.
+pub(crate) async fn pay_later(h: &Harness, p: &Value, secs: i64) -> i64 {
+    let t = head_time(&h.dev).await + secs;
+    h.dev
+        .rpc("evm_setNextBlockTimestamp", json!([t]))
+        .await
+        .expect("timestamp");
+    h.dev
+        .pay_native(ANVIL_PAYER, address_of(p), pow10(18))
+        .await
+        .expect("pay");
+    t
+}
+
 #[tokio::test]
 async fn nothing_expires_while_the_scanner_lags_behind_the_head() {
-    let mut h = harness().await;
+    let mut h = past_harness().await;
     let p = h
         .create(json!({"chain": "devchain", "asset": "native", "amount": "1"}))
         .await;
     h.scan().await;
-    // Paid in time, but the scanner has not seen it yet when the window ends.
-    h.dev
-        .pay_native(ANVIL_PAYER, address_of(&p), pow10(18))
-        .await
-        .expect("pay");
+    // Paid in time, but the scanner has not seen it yet when the window ends (at the
+    // payment block's timestamp, an hour ago by the wall clock).
+    let paid_at = pay_later(&h, &p, 10).await;
     h.dev.mine(10).await.expect("mine");
     h.sql(
-        "UPDATE payments SET expires_at = now() - interval '1 second' WHERE id = $1::text::uuid",
+        &format!(
+            "UPDATE payments SET expires_at = to_timestamp({paid_at}) WHERE id = $1::text::uuid"
+        ),
         &p,
     )
     .await;

@@ -7,6 +7,7 @@ mod chain;
 mod dev;
 mod health;
 mod helpers;
+mod integrity;
 mod payments;
 mod proxy;
 mod supervision;
