@@ -173,6 +173,12 @@ pub struct WebhookSettings {
     pub rotation_grace_seconds: u64,
     /// `webhooks:oldestPendingAge` turns `warn` past this.
     pub backlog_warn_seconds: u64,
+    /// Attempts in flight to one endpoint at most, across the pool.
+    pub max_in_flight_per_endpoint: u32,
+    /// An explicit HTTP(S) proxy for deliveries. Unset: no proxy, whatever `HTTP_PROXY` and
+    /// `HTTPS_PROXY` say (a proxy resolves names itself, out of the SSRF guard's sight).
+    #[serde(default)]
+    pub proxy: Option<String>,
 }
 
 /// `[telemetry]`

@@ -1,50 +1,110 @@
-//! `Idempotency-Key` for POST operations that do not run in one database transaction with
-//! their work (webhook endpoint management): the key is claimed first, the operation runs,
-//! then the response is stored; a failed operation releases the key so a retry runs it.
-//! Payment creation and cancellation claim the key inside their own transaction instead.
+//! `Idempotency-Key` for every POST route, one rule for all: the key is claimed, the
+//! operation runs and its response is stored in one database transaction, so a crash, a
+//! failed write or a client that disconnects mid-request leaves either all three or none
+//! (a later retry then runs the operation). Two requests are "the same" when method, path
+//! and canonical JSON body match (object keys sorted, whitespace ignored). Keys are purged
+//! a day after first use by the janitor worker.
 
-use std::future::Future;
+use deadpool_postgres::{GenericClient, Transaction};
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+use warp::http::{header, StatusCode};
 
 use super::auth::Merchant;
-use super::payments::{claim_key, idempotency_key, request_hash};
-use super::{ApiRequest, ApiResult, AppState};
-use crate::store::idempotency;
+use super::{bytes_response, ApiError, ApiRequest, ApiResult, AppState};
+use crate::store::idempotency::{self, Claim};
 
-/// Runs `op` at most once per `Idempotency-Key`.
-pub async fn run<F, Fut>(
+/// The `Idempotency-Key` header, validated.
+pub fn idempotency_key(req: &ApiRequest) -> Result<Option<String>, ApiError> {
+    let Some(v) = req.headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    match v.to_str() {
+        Ok(k) if !k.is_empty() && k.len() <= 255 => Ok(Some(k.to_string())),
+        _ => Err(ApiError::param(
+            "Idempotency-Key",
+            "Idempotency-Key must be 1 to 255 visible ASCII characters",
+        )),
+    }
+}
+
+/// The body as compared between requests: JSON re-serialized with sorted keys, so key
+/// order and whitespace do not matter; any other body as sent.
+fn canonical_body(body: &[u8]) -> Vec<u8> {
+    serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| serde_json::to_vec(&v).ok())
+        .unwrap_or_else(|| body.to_vec())
+}
+
+/// Hash of what makes two requests "the same": method, path and the canonical body.
+pub fn request_hash(req: &ApiRequest) -> Vec<u8> {
+    let mut h = Sha256::new();
+    h.update(req.method.as_str().as_bytes());
+    h.update(b" ");
+    h.update(req.path.as_bytes());
+    h.update(b"\n");
+    h.update(canonical_body(&req.body));
+    h.finalize().to_vec()
+}
+
+fn replay(status: u16, body: Vec<u8>, state: &AppState) -> ApiResult {
+    state.metrics.idempotent_replays.inc();
+    let status = StatusCode::from_u16(status).map_err(|e| ApiError::Internal(e.into()))?;
+    let mut r = bytes_response(status, "application/json", body.into());
+    r.headers_mut().insert(
+        "idempotent-replayed",
+        header::HeaderValue::from_static("true"),
+    );
+    Ok(r)
+}
+
+/// Claims an `Idempotency-Key` on `c` (a transaction that will also run the operation).
+/// `Ok(Some(response))` when the request is a replay (answer with it), `Ok(None)` when it
+/// is new (run it, then store its response in the same transaction).
+pub async fn claim_key(
+    state: &AppState,
+    c: &impl GenericClient,
+    merchant_id: Uuid,
+    key: &str,
+    hash: &[u8],
+) -> Result<Option<warp::http::Response<bytes::Bytes>>, ApiError> {
+    match idempotency::claim(c, merchant_id, key, hash).await? {
+        Claim::New => Ok(None),
+        Claim::Replay { status, body } => replay(status, body, state).map(Some),
+        Claim::Mismatch => Err(ApiError::Conflict(
+            "Idempotency-Key was already used with a different request".into(),
+        )),
+        Claim::InProgress => Err(ApiError::Conflict(
+            "a request with this Idempotency-Key is still in progress".into(),
+        )),
+    }
+}
+
+/// Runs `op` in one transaction with the key's claim and stored response. Without a key it
+/// still runs in a transaction of its own. An error, a non-2xx answer or a dropped request
+/// rolls everything back, the claim included.
+pub async fn run(
     state: &AppState,
     req: &ApiRequest,
     merchant: &Merchant,
-    op: F,
-) -> ApiResult
-where
-    F: FnOnce() -> Fut,
-    Fut: Future<Output = ApiResult>,
-{
-    let Some(key) = idempotency_key(req)? else {
-        return op().await;
-    };
-    let hash = request_hash(req, &req.body);
-    {
-        let client = state.store.client().await?;
-        if let Some(replayed) = claim_key(state, &client, merchant.id, &key, &hash).await? {
+    op: impl AsyncFnOnce(&Transaction<'_>) -> ApiResult,
+) -> ApiResult {
+    let key = idempotency_key(req)?;
+    let mut client = state.store.client().await?;
+    let tx = client.transaction().await?;
+    if let Some(key) = &key {
+        if let Some(replayed) = claim_key(state, &tx, merchant.id, key, &request_hash(req)).await? {
             return Ok(replayed);
         }
     }
-    let result = op().await;
-    let client = state.store.client().await?;
-    match &result {
-        Ok(resp) if resp.status().is_success() => {
-            idempotency::complete(
-                &client,
-                merchant.id,
-                &key,
-                resp.status().as_u16(),
-                resp.body(),
-            )
-            .await?;
-        }
-        _ => idempotency::release(&client, merchant.id, &key).await?,
+    let resp = op(&tx).await?;
+    if !resp.status().is_success() {
+        return Ok(resp);
     }
-    result
+    if let Some(key) = &key {
+        idempotency::complete(&tx, merchant.id, key, resp.status().as_u16(), resp.body()).await?;
+    }
+    tx.commit().await?;
+    Ok(resp)
 }

@@ -7,16 +7,16 @@ use alloy::primitives::{Address, U256};
 use chrono::{Duration, Utc};
 use serde::Serialize;
 use serde_json::{Map, Value};
-use sha2::{Digest, Sha256};
 use uuid::Uuid;
 use warp::http::{header, StatusCode};
 
 use super::auth::{self, Merchant};
+use super::idempotent::{claim_key, idempotency_key, request_hash};
 use super::{bytes_response, json, ApiError, ApiRequest, ApiResult, AppState};
 use crate::config::{ChainSettings, PaymentSettings};
 use crate::domain::lifecycle;
 use crate::domain::{parse_units, AmountError, Asset, HistoryEntry, Payment, PaymentStatus};
-use crate::store::idempotency::{self, Claim};
+use crate::store::idempotency;
 use crate::store::merchants::next_derivation_index;
 use crate::store::payments::{self as store, ListFilter, NewPayment};
 
@@ -232,43 +232,6 @@ fn parse_json_body(req: &ApiRequest) -> Result<Value, ApiError> {
     serde_json::from_slice(&req.body).map_err(|_| ApiError::invalid("the body is not valid JSON"))
 }
 
-/// The `Idempotency-Key` header, validated.
-pub(super) fn idempotency_key(req: &ApiRequest) -> Result<Option<String>, ApiError> {
-    let Some(v) = req.headers.get("idempotency-key") else {
-        return Ok(None);
-    };
-    match v.to_str() {
-        Ok(k) if !k.is_empty() && k.len() <= 255 => Ok(Some(k.to_string())),
-        _ => Err(ApiError::param(
-            "Idempotency-Key",
-            "Idempotency-Key must be 1 to 255 visible ASCII characters",
-        )),
-    }
-}
-
-/// Hash of what makes two requests "the same": method, path and the canonical JSON body
-/// (serde_json sorts object keys, so key order and whitespace do not matter).
-pub(super) fn request_hash(req: &ApiRequest, canonical: &[u8]) -> Vec<u8> {
-    let mut h = Sha256::new();
-    h.update(req.method.as_str().as_bytes());
-    h.update(b" ");
-    h.update(req.path.as_bytes());
-    h.update(b"\n");
-    h.update(canonical);
-    h.finalize().to_vec()
-}
-
-fn replay(status: u16, body: Vec<u8>, state: &AppState) -> ApiResult {
-    state.metrics.idempotent_replays.inc();
-    let status = StatusCode::from_u16(status).map_err(|e| ApiError::Internal(e.into()))?;
-    let mut r = bytes_response(status, "application/json", body.into());
-    r.headers_mut().insert(
-        "idempotent-replayed",
-        header::HeaderValue::from_static("true"),
-    );
-    Ok(r)
-}
-
 /// The best head this process knows for a chain (from its own scanner), if any.
 fn head_of(state: &AppState, chain: &str) -> Option<u64> {
     state.chain_status.get(chain).and_then(|s| s.best_head())
@@ -291,10 +254,7 @@ pub async fn create(state: &AppState, req: &ApiRequest) -> ApiResult {
     let mut client = state.store.client().await?;
     let tx = client.transaction().await?;
     if let Some(key) = &key {
-        let canonical = serde_json::to_vec(&body).map_err(|e| ApiError::Internal(e.into()))?;
-        if let Some(replayed) =
-            claim_key(state, &tx, merchant.id, key, &request_hash(req, &canonical)).await?
-        {
+        if let Some(replayed) = claim_key(state, &tx, merchant.id, key, &request_hash(req)).await? {
             return Ok(replayed);
         }
     }
@@ -346,27 +306,6 @@ pub async fn create(state: &AppState, req: &ApiRequest) -> ApiResult {
         "application/json",
         bytes.into(),
     ))
-}
-
-/// Claims an `Idempotency-Key` on `c`. `Ok(Some(response))` when the request is a replay
-/// (answer with it), `Ok(None)` when it is new (run it, then store its response).
-pub(super) async fn claim_key(
-    state: &AppState,
-    c: &impl deadpool_postgres::GenericClient,
-    merchant_id: Uuid,
-    key: &str,
-    hash: &[u8],
-) -> Result<Option<warp::http::Response<bytes::Bytes>>, ApiError> {
-    match idempotency::claim(c, merchant_id, key, hash).await? {
-        Claim::New => Ok(None),
-        Claim::Replay { status, body } => replay(status, body, state).map(Some),
-        Claim::Mismatch => Err(ApiError::Conflict(
-            "Idempotency-Key was already used with a different request".into(),
-        )),
-        Claim::InProgress => Err(ApiError::Conflict(
-            "a request with this Idempotency-Key is still in progress".into(),
-        )),
-    }
 }
 
 /// The aggregate of a payment that was just inserted, without reading it back.
@@ -506,9 +445,7 @@ pub async fn cancel(state: &AppState, req: &ApiRequest, id: &str) -> ApiResult {
     let mut client = state.store.client().await?;
     let tx = client.transaction().await?;
     if let Some(key) = &key {
-        if let Some(replayed) =
-            claim_key(state, &tx, merchant.id, key, &request_hash(req, &req.body)).await?
-        {
+        if let Some(replayed) = claim_key(state, &tx, merchant.id, key, &request_hash(req)).await? {
             return Ok(replayed);
         }
     }

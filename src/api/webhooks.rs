@@ -8,6 +8,8 @@ use warp::http::StatusCode;
 use super::auth;
 use super::{json, ApiError, ApiRequest, ApiResult, AppState};
 use crate::domain::payment::rfc3339;
+use deadpool_postgres::Transaction;
+
 use crate::store::webhooks::{self as store, DeliveryFilter, Endpoint};
 use crate::webhook::signature::generate_secret;
 use crate::webhook::ssrf::{check_target, TargetError};
@@ -108,13 +110,18 @@ fn reject_unknown(obj: &Map<String, Value>, known: &[&str]) -> Result<(), ApiErr
     security(("api_key" = [])))]
 pub async fn create_endpoint(state: &AppState, req: &ApiRequest) -> ApiResult {
     let merchant = auth::authenticate(state, req).await?;
-    super::idempotent::run(state, req, &merchant, || {
-        create_endpoint_once(state, req, merchant.id)
+    super::idempotent::run(state, req, &merchant, async |tx| {
+        create_endpoint_once(state, req, merchant.id, tx).await
     })
     .await
 }
 
-async fn create_endpoint_once(state: &AppState, req: &ApiRequest, merchant_id: Uuid) -> ApiResult {
+async fn create_endpoint_once(
+    state: &AppState,
+    req: &ApiRequest,
+    merchant_id: Uuid,
+    client: &Transaction<'_>,
+) -> ApiResult {
     let obj = body_object(req)?;
     reject_unknown(&obj, &CREATE_ENDPOINT_FIELDS)?;
     let url = match obj.get("url") {
@@ -174,9 +181,8 @@ async fn create_endpoint_once(state: &AppState, req: &ApiRequest, merchant_id: U
             other => ApiError::param("url", other.to_string()),
         })?;
     let secret = generate_secret();
-    let client = state.store.client().await?;
     let endpoint = store::create_endpoint(
-        &client,
+        client,
         merchant_id,
         &url,
         &events,
@@ -254,8 +260,8 @@ pub async fn delete_endpoint(state: &AppState, req: &ApiRequest, id: &str) -> Ap
 pub async fn rotate_secret(state: &AppState, req: &ApiRequest, id: &str) -> ApiResult {
     let merchant = auth::authenticate(state, req).await?;
     let id = parse_id(id, "webhook endpoint")?;
-    super::idempotent::run(state, req, &merchant, || {
-        rotate_secret_once(state, req, merchant.id, id)
+    super::idempotent::run(state, req, &merchant, async |tx| {
+        rotate_secret_once(state, req, merchant.id, id, tx).await
     })
     .await
 }
@@ -265,6 +271,7 @@ async fn rotate_secret_once(
     req: &ApiRequest,
     merchant_id: Uuid,
     id: Uuid,
+    client: &Transaction<'_>,
 ) -> ApiResult {
     let obj = body_object(req)?;
     reject_unknown(&obj, &["grace_seconds"])?;
@@ -278,8 +285,7 @@ async fn rotate_secret_once(
         })?,
     };
     let secret = generate_secret();
-    let client = state.store.client().await?;
-    let endpoint = store::rotate_secret(&client, merchant_id, id, &secret, grace)
+    let endpoint = store::rotate_secret(client, merchant_id, id, &secret, grace)
         .await?
         .ok_or_else(|| ApiError::NotFound("no such webhook endpoint".into()))?;
     slog::info!(state.log, "webhook secret rotated";
@@ -397,15 +403,14 @@ pub async fn list_deliveries(state: &AppState, req: &ApiRequest) -> ApiResult {
 pub async fn redeliver(state: &AppState, req: &ApiRequest, id: &str) -> ApiResult {
     let merchant = auth::authenticate(state, req).await?;
     let id = parse_id(id, "webhook delivery")?;
-    super::idempotent::run(state, req, &merchant, || {
-        redeliver_once(state, merchant.id, id)
+    super::idempotent::run(state, req, &merchant, async |tx| {
+        redeliver_once(merchant.id, id, tx).await
     })
     .await
 }
 
-async fn redeliver_once(state: &AppState, merchant_id: Uuid, id: Uuid) -> ApiResult {
-    let client = state.store.client().await?;
-    match store::redeliver(&client, merchant_id, id).await? {
+async fn redeliver_once(merchant_id: Uuid, id: Uuid, client: &Transaction<'_>) -> ApiResult {
+    match store::redeliver(client, merchant_id, id).await? {
         None => Err(ApiError::NotFound("no such webhook delivery".into())),
         Some(false) => Err(ApiError::Conflict(
             "the delivery's endpoint is disabled or deleted".into(),

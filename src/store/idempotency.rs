@@ -6,6 +6,9 @@ use uuid::Uuid;
 
 use super::StoreError;
 
+/// How long a key is remembered; the janitor purges older ones.
+pub const KEY_TTL_HOURS: i32 = 24;
+
 /// The outcome of claiming a key.
 #[derive(Debug)]
 pub enum Claim {

@@ -103,7 +103,7 @@ pub async fn delete_endpoint(
         .await?;
     if n == 1 {
         c.execute(
-            "UPDATE webhook_deliveries SET status = 'dead', completed_at = now() \
+            "UPDATE webhook_deliveries SET status = 'dead', completed_at = now(), claim_token = NULL \
              WHERE endpoint_id = $1 AND status IN ('pending', 'failed')",
             &[&id],
         )
@@ -180,37 +180,56 @@ pub struct Claimed {
     pub body: String,
     /// The payment the event is about (for logs).
     pub payment_id: Uuid,
+    /// The claim's fencing token.
+    pub claim_token: Uuid,
 }
 
 /// Claims up to `limit` due deliveries, leasing them for `lease_seconds` so that no other
 /// worker (in this process or another sharing the database) takes them meanwhile. A
 /// delivery waits while an earlier event of the same payment to the same endpoint is
-/// undelivered, so each endpoint sees a payment's events in sequence order.
+/// undelivered, so each endpoint sees a payment's events in sequence order. No endpoint
+/// gets more than `per_endpoint` attempts in flight (counting live leases of every worker),
+/// so one black-holed endpoint cannot hold the whole pool. Each claim carries a fresh
+/// fencing token: only the holder of the newest claim may record the outcome.
 pub async fn claim_due(
     c: &impl GenericClient,
     limit: i64,
     lease_seconds: f64,
+    per_endpoint: i64,
 ) -> Result<Vec<Claimed>, StoreError> {
     let stmt = c
         .prepare_cached(
             "WITH due AS ( \
-               SELECT d.id FROM webhook_deliveries d \
+               SELECT d.id, d.endpoint_id, d.next_attempt_at FROM webhook_deliveries d \
                JOIN webhook_endpoints e ON e.id = d.endpoint_id AND e.status = 'enabled' AND e.deleted_at IS NULL \
                WHERE d.status IN ('pending', 'failed') AND d.next_attempt_at <= now() \
                  AND NOT EXISTS (SELECT 1 FROM webhook_deliveries p \
                    WHERE p.endpoint_id = d.endpoint_id AND p.payment_id = d.payment_id \
                      AND p.sequence < d.sequence AND p.status IN ('pending', 'failed')) \
-               ORDER BY d.next_attempt_at LIMIT $1 \
+               ORDER BY d.next_attempt_at LIMIT $1::bigint * 4 \
                FOR UPDATE OF d SKIP LOCKED \
+             ), ranked AS ( \
+               SELECT due.id, row_number() OVER (PARTITION BY due.endpoint_id ORDER BY due.next_attempt_at) \
+                 + (SELECT count(*) FROM webhook_deliveries f \
+                    WHERE f.endpoint_id = due.endpoint_id AND f.claim_token IS NOT NULL \
+                      AND f.status IN ('pending', 'failed') AND f.next_attempt_at > now()) AS slot, \
+                 due.next_attempt_at \
+               FROM due \
+             ), chosen AS ( \
+               SELECT id FROM ranked WHERE slot <= $3 ORDER BY next_attempt_at LIMIT $1 \
              ) \
-             UPDATE webhook_deliveries d SET next_attempt_at = now() + make_interval(secs => $2) \
-             FROM due, webhook_endpoints e, events ev \
-             WHERE d.id = due.id AND e.id = d.endpoint_id AND ev.id = d.event_id \
+             UPDATE webhook_deliveries d SET next_attempt_at = now() + make_interval(secs => $2), \
+               claim_token = gen_random_uuid() \
+             FROM chosen, webhook_endpoints e, events ev \
+             WHERE d.id = chosen.id AND e.id = d.endpoint_id AND ev.id = d.event_id \
              RETURNING d.id, d.event_id, d.attempts, e.id, e.url, e.secret, \
-               CASE WHEN e.previous_expires_at > now() THEN e.previous_secret END, ev.payload::text, d.payment_id",
+               CASE WHEN e.previous_expires_at > now() THEN e.previous_secret END, ev.payload::text, \
+               d.payment_id, d.claim_token",
         )
         .await?;
-    let rows = c.query(&stmt, &[&limit, &lease_seconds]).await?;
+    let rows = c
+        .query(&stmt, &[&limit, &lease_seconds, &per_endpoint])
+        .await?;
     Ok(rows
         .iter()
         .map(|r| Claimed {
@@ -223,6 +242,7 @@ pub async fn claim_due(
             previous_secret: r.get(6),
             body: r.get(7),
             payment_id: r.get(8),
+            claim_token: r.get(9),
         })
         .collect())
 }
@@ -253,13 +273,16 @@ pub struct Attempt<'a> {
     pub error: Option<&'a str>,
 }
 
-/// Records an attempt and its outcome.
+/// Records an attempt and, if this worker still holds the newest claim, its outcome.
+/// Returns false when the claim was superseded (the lease expired and another worker took
+/// it, or the delivery was redelivered or its endpoint deleted meanwhile): the attempt is
+/// logged, but the delivery's state is left to the newer claim.
 pub async fn record_attempt(
     c: &impl GenericClient,
     d: &Claimed,
     attempt: &Attempt<'_>,
     outcome: AttemptOutcome,
-) -> Result<(), StoreError> {
+) -> Result<bool, StoreError> {
     let status = attempt
         .http_status
         .map(|s| i16::try_from(s).unwrap_or(i16::MAX));
@@ -273,14 +296,18 @@ pub async fn record_attempt(
         AttemptOutcome::RetryAt(t) => ("failed", Some(t)),
         AttemptOutcome::Dead | AttemptOutcome::Gone => ("dead", None),
     };
-    c.execute(
-        "UPDATE webhook_deliveries SET status = $2, attempts = attempts + 1, \
-           next_attempt_at = COALESCE($3, next_attempt_at), \
-           completed_at = CASE WHEN $2 IN ('succeeded', 'dead') THEN now() ELSE NULL END \
-         WHERE id = $1",
-        &[&d.id, &new_status, &next],
-    )
-    .await?;
+    let fenced = c
+        .execute(
+            "UPDATE webhook_deliveries SET status = $2, attempts = attempts + 1, \
+               next_attempt_at = COALESCE($3, now()), claim_token = NULL, \
+               completed_at = CASE WHEN $2 IN ('succeeded', 'dead') THEN now() ELSE NULL END \
+             WHERE id = $1 AND claim_token = $4",
+            &[&d.id, &new_status, &next, &d.claim_token],
+        )
+        .await?;
+    if fenced == 0 {
+        return Ok(false);
+    }
     if outcome == AttemptOutcome::Gone {
         c.execute(
             "UPDATE webhook_endpoints SET status = 'disabled', disabled_reason = 'the endpoint answered 410 Gone' \
@@ -289,7 +316,7 @@ pub async fn record_attempt(
         )
         .await?;
     }
-    Ok(())
+    Ok(true)
 }
 
 /// One logged attempt, for the delivery log.
@@ -430,7 +457,8 @@ pub async fn redeliver(
         return Ok(Some(false));
     }
     c.execute(
-        "UPDATE webhook_deliveries SET status = 'pending', next_attempt_at = now(), completed_at = NULL WHERE id = $1",
+        "UPDATE webhook_deliveries SET status = 'pending', next_attempt_at = now(), completed_at = NULL, \
+           claim_token = NULL WHERE id = $1",
         &[&id],
     )
     .await?;

@@ -7,10 +7,12 @@
 //! │   ├── confirmer
 //! │   └── sweeper
 //! └── webhooks       the dispatcher pool (one_for_one)
-//!     └── dispatcher-0 .. dispatcher-{N-1}
+//!     ├── dispatcher-0 .. dispatcher-{N-1}
+//!     └── janitor    purges idempotency keys older than a day
 //! ```
 
 pub mod faults;
+pub mod janitor;
 pub mod metrics;
 pub mod tree;
 pub mod worker;

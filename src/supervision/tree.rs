@@ -14,6 +14,7 @@ use slog::{o, Logger};
 use tokio::sync::mpsc::{unbounded_channel, UnboundedSender};
 
 use super::faults::Faults;
+use super::janitor::Janitor;
 use super::worker::{Work, Worker, WorkerArgs};
 use crate::chain::confirmer::Confirmer;
 use crate::chain::metrics::ChainMetrics;
@@ -35,6 +36,7 @@ pub fn actor_labels(settings: &Settings) -> Vec<(String, String)> {
         .flat_map(|c| CHAIN_ACTORS.iter().map(|a| (c.name.clone(), a.to_string())))
         .collect();
     v.extend((0..settings.webhooks.workers).map(|i| (String::new(), format!("dispatcher-{i}"))));
+    v.push((String::new(), "janitor".into()));
     v
 }
 
@@ -153,6 +155,13 @@ impl TreeContext {
         }
     }
 
+    /// A dispatcher waits up to a request timeout for its batch: never take that for a
+    /// stall (the watchdog would kill it mid-batch and the sends would go unrecorded).
+    fn dispatcher_stall_timeout(&self, tick: Duration) -> Duration {
+        self.stall_timeout(tick)
+            .max(Dispatcher::lease(&self.settings.webhooks))
+    }
+
     fn chain_spec(
         &self,
         chain: &ChainSettings,
@@ -261,7 +270,7 @@ impl TreeContext {
     fn webhooks_spec(&self, events: &UnboundedSender<SupervisorEvent>) -> SupervisorSpec {
         let s = &self.settings.supervision;
         let tick = Duration::from_millis(self.settings.webhooks.poll_interval_ms);
-        let children = (0..self.settings.webhooks.workers)
+        let mut children: Vec<ChildSpec> = (0..self.settings.webhooks.workers)
             .map(|i| {
                 let name = format!("dispatcher-{i}");
                 let ctx = self.clone();
@@ -276,7 +285,10 @@ impl TreeContext {
                             ctx.store.clone(),
                             ctx.webhook_metrics.clone(),
                             log.clone(),
-                        );
+                        )
+                        .map_err(|e| {
+                            SpawnErr::StartupFailed(format!("webhook client: {e}").into())
+                        })?;
                         spawn_worker(
                             work,
                             key,
@@ -290,9 +302,32 @@ impl TreeContext {
                     }
                 })
                 .backoff(self.worker_backoff())
-                .stall_timeout(self.stall_timeout(tick))
+                .stall_timeout(self.dispatcher_stall_timeout(tick))
             })
             .collect();
+        let ctx = self.clone();
+        let purge_every = ms(s.idempotency_purge_interval_ms);
+        children.push(
+            ChildSpec::new("janitor", move |parent, hb| {
+                let ctx = ctx.clone();
+                async move {
+                    let log = ctx.log.new(o!("actor" => "janitor"));
+                    let work = Janitor::new(ctx.store.clone(), purge_every, log.clone());
+                    spawn_worker(
+                        work,
+                        "webhooks.janitor".into(),
+                        hb,
+                        log,
+                        ctx.faults.clone(),
+                        ctx.tick_retry(),
+                        parent,
+                    )
+                    .await
+                }
+            })
+            .backoff(self.worker_backoff())
+            .stall_timeout(self.stall_timeout(purge_every)),
+        );
         SupervisorSpec {
             group: "webhooks".into(),
             chain: None,

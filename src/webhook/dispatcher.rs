@@ -30,6 +30,7 @@ pub struct Dispatcher {
     max_attempts: u32,
     allow_private: bool,
     batch: usize,
+    per_endpoint: i64,
     idle: Duration,
     lease_seconds: f64,
     metrics: WebhookMetrics,
@@ -48,25 +49,16 @@ struct Sent {
 }
 
 impl Dispatcher {
-    /// Builds a worker.
+    /// Builds a worker. Fails rather than fall back to a client without the SSRF resolver,
+    /// the timeout or the redirect policy.
     pub fn new(
         settings: &WebhookSettings,
         store: Store,
         metrics: WebhookMetrics,
         log: Logger,
-    ) -> Self {
-        let timeout = Duration::from_millis(settings.request_timeout_ms);
-        let http = reqwest::Client::builder()
-            .timeout(timeout)
-            .connect_timeout(timeout.min(Duration::from_secs(10)))
-            .redirect(reqwest::redirect::Policy::none())
-            .dns_resolver(std::sync::Arc::new(GuardedResolver {
-                allow_private: settings.allow_private_targets,
-            }))
-            .user_agent(concat!("ctrip-gateway/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .unwrap_or_default();
-        Self {
+    ) -> Result<Self, reqwest::Error> {
+        let http = Self::client(settings)?;
+        Ok(Self {
             store,
             http,
             schedule: settings
@@ -77,15 +69,39 @@ impl Dispatcher {
             max_attempts: settings.max_attempts,
             allow_private: settings.allow_private_targets,
             batch: settings.batch_size,
+            per_endpoint: i64::from(settings.max_in_flight_per_endpoint.max(1)),
             idle: Duration::from_millis(settings.poll_interval_ms),
-            // Longer than any attempt can take (the request timeout bounds it), so a lease never
-            // expires under a live attempt; short enough that a crashed worker's claims return
-            // soon.
-            lease_seconds: timeout.as_secs_f64() * 2.0 + 5.0,
+            // Short enough that a crashed worker's claims return soon.
+            lease_seconds: Self::lease(settings).as_secs_f64(),
             metrics,
             log,
             busy: false,
-        }
+        })
+    }
+
+    /// The delivery client: the SSRF guard in its resolver, no redirects, a timeout, and no
+    /// proxy unless one is configured explicitly (an environment proxy would resolve target
+    /// names itself, around the guard).
+    pub fn client(settings: &WebhookSettings) -> Result<reqwest::Client, reqwest::Error> {
+        let timeout = Duration::from_millis(settings.request_timeout_ms);
+        let builder = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(timeout.min(Duration::from_secs(10)))
+            .redirect(reqwest::redirect::Policy::none())
+            .dns_resolver(std::sync::Arc::new(GuardedResolver {
+                allow_private: settings.allow_private_targets,
+            }))
+            .user_agent(concat!("ctrip-gateway/", env!("CARGO_PKG_VERSION")));
+        let builder = match &settings.proxy {
+            Some(p) => builder.proxy(reqwest::Proxy::all(p.as_str())?),
+            None => builder.no_proxy(),
+        };
+        builder.build()
+    }
+
+    /// Longer than any attempt can take, so a lease never expires under a live attempt.
+    pub fn lease(settings: &WebhookSettings) -> Duration {
+        Duration::from_millis(settings.request_timeout_ms) * 2 + Duration::from_secs(5)
     }
 
     fn failed(&self, d: &Claimed, retry_after: Option<Duration>) -> AttemptOutcome {
@@ -202,7 +218,13 @@ impl Dispatcher {
     /// Claims, sends and records one batch; returns how many deliveries it handled.
     pub async fn dispatch_once(&mut self) -> Result<usize, WorkError> {
         let client = self.store.client().await?;
-        let claimed = claim_due(&client, self.batch as i64, self.lease_seconds).await?;
+        let claimed = claim_due(
+            &client,
+            self.batch as i64,
+            self.lease_seconds,
+            self.per_endpoint,
+        )
+        .await?;
         drop(client);
         self.busy = claimed.len() == self.batch;
         if claimed.is_empty() {
@@ -218,7 +240,10 @@ impl Dispatcher {
                 latency_ms: i32::try_from(s.latency.as_millis()).unwrap_or(i32::MAX),
                 error: s.error.as_deref(),
             };
-            record_attempt(&tx, d, &attempt, s.outcome).await?;
+            if !record_attempt(&tx, d, &attempt, s.outcome).await? {
+                slog::info!(self.log, "delivery claimed anew meanwhile; its state is left to the newer claim";
+                    "delivery_id" => %d.id, "event_id" => &d.event_id);
+            }
         }
         tx.commit().await.map_err(StoreError::from)?;
         for (d, s) in claimed.iter().zip(&results) {

@@ -39,21 +39,57 @@ fn forbidden_v4(ip: Ipv4Addr) -> bool {
         || o[0] >= 240
 }
 
+fn v4_at(seg: &[u16; 8], i: usize) -> Ipv4Addr {
+    let [a, b] = seg[i].to_be_bytes();
+    let [c, d] = seg[i + 1].to_be_bytes();
+    Ipv4Addr::new(a, b, c, d)
+}
+
+/// The IPv4 address an IPv6 address embeds or is translated to on the way, if any:
+/// IPv4-mapped `::ffff:a.b.c.d`, IPv4-compatible `::a.b.c.d`, SIIT `::ffff:0:a.b.c.d`,
+/// NAT64 `64:ff9b::a.b.c.d` and 6to4 `2002:AABB:CCDD::`.
+fn embedded_v4(v6: Ipv6Addr) -> Option<Ipv4Addr> {
+    let seg = v6.segments();
+    if let Some(v4) = v6.to_ipv4_mapped() {
+        return Some(v4);
+    }
+    if seg[..6].iter().all(|s| *s == 0) {
+        return Some(v4_at(&seg, 6));
+    }
+    if seg[..4].iter().all(|s| *s == 0) && seg[4] == 0xffff && seg[5] == 0 {
+        return Some(v4_at(&seg, 6));
+    }
+    if seg[0] == 0x64 && seg[1] == 0xff9b && seg[2..6].iter().all(|s| *s == 0) {
+        return Some(v4_at(&seg, 6));
+    }
+    if seg[0] == 0x2002 {
+        return Some(v4_at(&seg, 1));
+    }
+    None
+}
+
 /// Whether connecting to `ip` is refused.
 pub fn is_forbidden(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => forbidden_v4(v4),
         IpAddr::V6(v6) => {
-            if let Some(v4) = v6.to_ipv4_mapped() {
+            if let Some(v4) = embedded_v4(v6) {
                 return forbidden_v4(v4);
             }
             let seg = v6.segments();
             v6.is_loopback()
                 || v6.is_unspecified()
                 || v6.is_multicast()
+                // unique local fc00::/7, link local fe80::/10, site local fec0::/10
                 || (seg[0] & 0xfe00) == 0xfc00
                 || (seg[0] & 0xffc0) == 0xfe80
-                || v6 == Ipv6Addr::from([0u16, 0, 0, 0, 0, 0, 0, 1])
+                || (seg[0] & 0xffc0) == 0xfec0
+                // local-use NAT64 64:ff9b:1::/48 translates to addresses we cannot see
+                || (seg[0] == 0x64 && seg[1] == 0xff9b)
+                // Teredo 2001::/32 hides its IPv4 address; documentation 2001:db8::/32
+                || (seg[0] == 0x2001 && (seg[1] == 0 || seg[1] == 0xdb8))
+                // discard-only 100::/64
+                || (seg[0] == 0x100 && seg[1..4].iter().all(|s| *s == 0))
         }
     }
 }
@@ -158,6 +194,39 @@ mod tests {
         }
         assert!(check_url("https://8.8.8.8/hook", false).is_ok());
         assert!(check_url("https://hooks.example.com/x", false).is_ok());
+    }
+
+    #[test]
+    fn ipv6_forms_that_embed_or_translate_to_internal_ipv4_are_refused() {
+        for bad in [
+            // NAT64 to the metadata service and to loopback
+            "http://[64:ff9b::a9fe:a9fe]/",
+            "http://[64:ff9b::7f00:1]/",
+            // local-use NAT64
+            "http://[64:ff9b:1::808:808]/",
+            // 6to4 of 127.0.0.1 and 10.0.0.1
+            "http://[2002:7f00:1::]/",
+            "http://[2002:a00:1::1]/",
+            // IPv4-compatible and SIIT
+            "http://[::127.0.0.1]/",
+            "http://[::a9fe:a9fe]/",
+            "http://[::ffff:0:a9fe:a9fe]/",
+            // Teredo, site local, discard, documentation
+            "http://[2001::1]/",
+            "http://[fec0::1]/",
+            "http://[100::1]/",
+            "http://[2001:db8::1]/",
+        ] {
+            assert_eq!(check_url(bad, false), Err(TargetError::Forbidden), "{bad}");
+        }
+        // The same forms around a public address pass.
+        for good in [
+            "http://[64:ff9b::808:808]/",
+            "http://[2002:808:808::]/",
+            "http://[2606:4700::1111]/",
+        ] {
+            assert!(check_url(good, false).is_ok(), "{good}");
+        }
     }
 
     #[tokio::test]

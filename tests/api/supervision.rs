@@ -430,7 +430,8 @@ poll_interval_ms = 200
             "one.confirmer",
             "one.sweeper",
             "webhooks.dispatcher-0",
-            "webhooks.dispatcher-1"
+            "webhooks.dispatcher-1",
+            "webhooks.janitor"
         ]
     );
     let mut reversed = started.clone();

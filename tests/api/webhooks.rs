@@ -200,6 +200,7 @@ fn dispatcher(app: &TestApp) -> Dispatcher {
         app.state.metrics.webhooks.clone(),
         app.state.log.clone(),
     )
+    .expect("webhook client")
 }
 
 async fn create_endpoint(app: &TestApp, body: Value) -> Value {
