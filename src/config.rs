@@ -194,6 +194,14 @@ pub struct TelemetrySettings {
     /// Read `sentry_dsn` from this file instead.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sentry_dsn_file: Option<PathBuf>,
+    /// The level of the one access-log line every HTTP request writes (a log level, or
+    /// `off`).
+    #[serde(default = "default_access_log_level")]
+    pub access_log_level: String,
+}
+
+fn default_access_log_level() -> String {
+    "info".into()
 }
 
 /// Log line format.
@@ -608,6 +616,13 @@ impl Settings {
             return Err(ConfigError::invalid(
                 "telemetry.log_level",
                 "must be one of trace, debug, info, warning, error, critical",
+            ));
+        }
+        let access = &self.telemetry.access_log_level;
+        if access != "off" && crate::telemetry::parse_level(access).is_none() {
+            return Err(ConfigError::invalid(
+                "telemetry.access_log_level",
+                "must be one of trace, debug, info, warning, error, critical, off",
             ));
         }
         let sv = &self.supervision;

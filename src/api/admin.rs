@@ -33,6 +33,14 @@ pub async fn restart_actor(
     actor: &str,
 ) -> ApiResult {
     authorize(state, req)?;
+    // 404 for an actor the configuration does not have; 409 for one that exists but is not
+    // running right now (restarting, or its chain melted down).
+    let known = crate::supervision::tree::actor_labels(&state.settings)
+        .iter()
+        .any(|(c, a)| a == actor && (c == chain || (c.is_empty() && chain == "webhooks")));
+    if !known {
+        return Err(ApiError::NotFound(format!("no actor {chain}.{actor}")));
+    }
     match state.directory.restart(chain, actor).await {
         Some(true) => {
             slog::warn!(state.log, "operator restarted an actor";
@@ -43,10 +51,10 @@ pub async fn restart_actor(
             )
         }
         Some(false) => Err(ApiError::Conflict(format!(
-            "{chain}.{actor} is not running (unknown actor, or already restarting)"
+            "{chain}.{actor} is not running (it is restarting)"
         ))),
-        None => Err(ApiError::NotFound(format!(
-            "no running supervisor for {chain}"
+        None => Err(ApiError::Conflict(format!(
+            "{chain}.{actor} is not running (its supervisor is down or restarting)"
         ))),
     }
 }

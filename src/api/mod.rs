@@ -242,13 +242,50 @@ where
         resp.headers_mut()
             .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
     }
+    let elapsed = start.elapsed();
     state.metrics.observe_http(
         route,
         method_label.as_str(),
         resp.status().as_u16(),
-        start.elapsed().as_secs_f64(),
+        elapsed.as_secs_f64(),
+    );
+    access_log(
+        &state,
+        &rid,
+        route,
+        method_label.as_str(),
+        resp.status().as_u16(),
+        elapsed,
     );
     resp
+}
+
+/// One line per request, so an operator can follow a request id from the response header
+/// into the logs. The route is the template, never the raw path (ids stay out of it).
+fn access_log(
+    state: &AppState,
+    rid: &str,
+    route: &str,
+    method: &str,
+    status: u16,
+    elapsed: std::time::Duration,
+) {
+    let Some(level) = crate::telemetry::parse_level(&state.settings.telemetry.access_log_level)
+    else {
+        return;
+    };
+    let latency_ms = elapsed.as_secs_f64() * 1000.0;
+    let l = state.log.new(slog::o!(
+        "request_id" => rid.to_string(), "route" => route.to_string(),
+        "method" => method.to_string(), "status" => status, "latency_ms" => latency_ms));
+    match level {
+        slog::Level::Trace => slog::trace!(l, "request"),
+        slog::Level::Debug => slog::debug!(l, "request"),
+        slog::Level::Info => slog::info!(l, "request"),
+        slog::Level::Warning => slog::warn!(l, "request"),
+        slog::Level::Error => slog::error!(l, "request"),
+        slog::Level::Critical => slog::crit!(l, "request"),
+    }
 }
 
 /// Routes a request to its handler; returns the route template for metrics.

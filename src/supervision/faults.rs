@@ -6,6 +6,8 @@
 pub struct Faults {
     #[cfg(debug_assertions)]
     panics: std::sync::Mutex<std::collections::HashSet<String>>,
+    #[cfg(debug_assertions)]
+    tree_start: std::sync::atomic::AtomicBool,
 }
 
 impl Faults {
@@ -34,4 +36,24 @@ impl Faults {
     #[cfg(not(debug_assertions))]
     #[inline(always)]
     pub fn maybe_panic(&self, _key: &str) {}
+
+    /// Makes the next actor-tree start fail (debug builds only).
+    #[cfg(debug_assertions)]
+    pub fn fail_tree_start(&self) {
+        self.tree_start
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Whether a tree-start failure was armed (always false in release builds).
+    pub fn tree_start_fails(&self) -> bool {
+        #[cfg(debug_assertions)]
+        {
+            self.tree_start
+                .swap(false, std::sync::atomic::Ordering::SeqCst)
+        }
+        #[cfg(not(debug_assertions))]
+        {
+            false
+        }
+    }
 }

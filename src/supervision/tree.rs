@@ -109,6 +109,15 @@ fn worker_tick(chain_tick: Duration, actor: &str) -> Duration {
     }
 }
 
+/// A dispatcher waits up to a request timeout for its batch: never take that for a stall
+/// (the watchdog would kill it mid-batch and the sends would go unrecorded, then repeated).
+pub fn dispatcher_stall_timeout(
+    stall: Duration,
+    webhooks: &crate::config::WebhookSettings,
+) -> Duration {
+    stall.max(Dispatcher::lease(webhooks))
+}
+
 fn ms(v: u64) -> Duration {
     Duration::from_millis(v)
 }
@@ -155,11 +164,8 @@ impl TreeContext {
         }
     }
 
-    /// A dispatcher waits up to a request timeout for its batch: never take that for a
-    /// stall (the watchdog would kill it mid-batch and the sends would go unrecorded).
     fn dispatcher_stall_timeout(&self, tick: Duration) -> Duration {
-        self.stall_timeout(tick)
-            .max(Dispatcher::lease(&self.settings.webhooks))
+        dispatcher_stall_timeout(self.stall_timeout(tick), &self.settings.webhooks)
     }
 
     fn chain_spec(
@@ -451,6 +457,9 @@ fn log_events(
 impl Tree {
     /// Starts the root supervisor; chains and the webhook pool start in order.
     pub async fn start(ctx: TreeContext) -> anyhow::Result<Self> {
+        if ctx.faults.tree_start_fails() {
+            anyhow::bail!("injected tree start failure (test hook)");
+        }
         let log = ctx.log.clone();
         let (events_tx, events) = log_events(log.clone());
         let (root, join) = Supervisor::spawn(ctx.root_spec(&events_tx)).await?;
@@ -480,5 +489,28 @@ impl Tree {
         // ends, so the stop sequence is fully logged before the process exits.
         let _ = tokio::time::timeout(Duration::from_secs(2), self.events).await;
         slog::info!(self.log, "actor tree stopped");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_dispatcher_stall_timeout_follows_the_request_timeout() {
+        let mut w =
+            crate::config::Settings::load_layers(std::path::Path::new("config"), None, None, false)
+                .expect("embedded defaults load")
+                .webhooks;
+        w.request_timeout_ms = 60_000;
+        assert!(
+            dispatcher_stall_timeout(Duration::from_secs(30), &w) > Duration::from_secs(60),
+            "a 60 s request must not be taken for a 30 s stall"
+        );
+        w.request_timeout_ms = 1_000;
+        assert_eq!(
+            dispatcher_stall_timeout(Duration::from_secs(30), &w),
+            Duration::from_secs(30)
+        );
     }
 }

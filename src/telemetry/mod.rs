@@ -124,6 +124,7 @@ mod tests {
             log_level: "info".into(),
             sentry_dsn: Default::default(),
             sentry_dsn_file: None,
+            access_log_level: "info".into(),
         };
         let (log, _guard) = build_logger(&settings, LogSink::Buffer(buf.clone()));
         slog::info!(log, "hello"; "request_id" => "r1");

@@ -5,6 +5,7 @@
 mod auth;
 mod chain;
 mod dev;
+mod hardening;
 mod health;
 mod helpers;
 mod integrity;

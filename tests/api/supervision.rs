@@ -232,7 +232,11 @@ async fn operators_can_restart_one_actor() {
         .send()
         .await
         .expect("sent");
-    assert_eq!(r.status(), 409);
+    assert_eq!(
+        r.status(),
+        404,
+        "an actor that does not exist is not a conflict"
+    );
 }
 
 #[tokio::test]

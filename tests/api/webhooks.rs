@@ -184,7 +184,7 @@ impl Receiver {
     }
 }
 
-async fn webhook_app() -> TestApp {
+pub(crate) async fn webhook_app() -> TestApp {
     spawn_app_with(|s| {
         // Retries are due at once: tests drive the schedule, they never wait for it.
         s.webhooks.retry_schedule_ms = vec![0];
@@ -193,7 +193,7 @@ async fn webhook_app() -> TestApp {
     .await
 }
 
-fn dispatcher(app: &TestApp) -> Dispatcher {
+pub(crate) fn dispatcher(app: &TestApp) -> Dispatcher {
     Dispatcher::new(
         &app.state.settings.webhooks,
         app.store.clone(),
@@ -203,7 +203,7 @@ fn dispatcher(app: &TestApp) -> Dispatcher {
     .expect("webhook client")
 }
 
-async fn create_endpoint(app: &TestApp, body: Value) -> Value {
+pub(crate) async fn create_endpoint(app: &TestApp, body: Value) -> Value {
     let r = app
         .client
         .post(app.url("/v1/webhook-endpoints"))
@@ -217,7 +217,7 @@ async fn create_endpoint(app: &TestApp, body: Value) -> Value {
 }
 
 /// A `payment.canceled` event: create a payment and cancel it.
-async fn cancel_event(app: &TestApp) -> String {
+pub(crate) async fn cancel_event(app: &TestApp) -> String {
     let p = app.create_payment("1").await;
     let id = p["id"].as_str().expect("id").to_string();
     assert_eq!(
@@ -229,7 +229,7 @@ async fn cancel_event(app: &TestApp) -> String {
     id
 }
 
-async fn deliveries(app: &TestApp, query: &str) -> Vec<Value> {
+pub(crate) async fn deliveries(app: &TestApp, query: &str) -> Vec<Value> {
     let v: Value = app
         .get(&format!("/v1/webhook-deliveries{query}"))
         .await
