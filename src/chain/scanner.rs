@@ -293,7 +293,7 @@ impl Scanner {
                 transfers: &found,
                 keep_blocks: self.keep_blocks(),
                 head: served,
-                scanned_time: blocks.last().map(|b| block_time(b)),
+                scanned_time: blocks.last().map(block_time),
             },
         )
         .await?;
