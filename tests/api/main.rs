@@ -4,6 +4,7 @@
 
 mod auth;
 mod chain;
+mod chaos;
 mod dev;
 mod hardening;
 mod health;
