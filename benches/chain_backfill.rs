@@ -1,7 +1,9 @@
 //! Chain ingestion benchmark against a real anvil and PostgreSQL:
 //!
 //! 1. Backfill: 10,000 blocks holding 1,000 transfers (native and ERC-20) to 1,000 watched
-//!    deposit addresses, scanned from a cold cursor: blocks/s and transfers/s.
+//!    deposit addresses, scanned from a cold cursor: blocks/s and transfers/s. With
+//!    `BENCH_OPEN_PAYMENTS=100000`, that many more open payments (half native, half token)
+//!    are watched during the backfill without being paid.
 //! 2. Detection latency: with the real actor tree running (scanner tick = poll interval),
 //!    the time from a transfer's block being mined to its payment reading `processing`.
 //!
@@ -9,7 +11,8 @@
 //! scripts/bench.sh chain_backfill      # or: cargo bench --bench chain_backfill
 //! ```
 //! Environment: `CTRIP_TEST_DATABASE_URL`, `BENCH_PAYMENTS` (default 1000), `BENCH_BLOCKS`
-//! (default 10000), `BENCH_LATENCY_SAMPLES` (default 20), `BENCH_POLL_MS` (default 1000).
+//! (default 10000), `BENCH_OPEN_PAYMENTS` (default 0), `BENCH_LATENCY_SAMPLES` (default 20),
+//! `BENCH_POLL_MS` (default 1000).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
@@ -88,8 +91,34 @@ async fn create_payments(
     out
 }
 
+/// Unpaid payments, created through the API 32 at a time.
+async fn create_open_payments(base: &str, key: &str, n: usize) {
+    use futures::StreamExt;
+    let client = reqwest::Client::new();
+    futures::stream::iter(0..n)
+        .for_each_concurrent(32, |i| {
+            let client = client.clone();
+            async move {
+                let body = serde_json::json!({
+                    "chain": "bench", "asset": if i % 2 == 1 { "DEMO" } else { "native" },
+                    "amount": "1", "expires_in": 86400,
+                });
+                let r = client
+                    .post(format!("{base}/v1/payments"))
+                    .bearer_auth(key)
+                    .json(&body)
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(r.status(), 201);
+            }
+        })
+        .await;
+}
+
 async fn bench() {
     let payments: usize = env_or("BENCH_PAYMENTS", 1000);
+    let open_payments: usize = env_or("BENCH_OPEN_PAYMENTS", 0);
     let blocks: u64 = env_or("BENCH_BLOCKS", 10_000);
     let samples: usize = env_or("BENCH_LATENCY_SAMPLES", 20);
     let poll_ms: u64 = env_or("BENCH_POLL_MS", 1000);
@@ -165,6 +194,14 @@ async fn bench() {
             dev.mine(gap - 1).await.unwrap();
         }
     }
+    if open_payments > 0 {
+        let t = Instant::now();
+        create_open_payments(&base, &merchant.api_key, open_payments).await;
+        println!(
+            "setup: {open_payments} more open payments (half native, half token) in {:.1} s",
+            t.elapsed().as_secs_f64()
+        );
+    }
     let head = dev.head().await.unwrap();
     println!(
         "setup: {} blocks with {} transfers in {:.1} s",
@@ -173,6 +210,7 @@ async fn bench() {
         t.elapsed().as_secs_f64()
     );
 
+    let watched = payments + open_payments;
     let rpc = ChainRpc::new(
         &chain,
         Duration::from_secs(10),
@@ -202,7 +240,7 @@ async fn bench() {
     let secs = t.elapsed().as_secs_f64();
     let scanned = head + 1 - start;
     println!(
-        "backfill: {scanned} blocks, {transfers} transfers in {secs:.2} s = {:.0} blocks/s, {:.0} transfers/s",
+        "backfill: {scanned} blocks, {transfers} transfers, {watched} watched addresses in {secs:.2} s = {:.0} blocks/s, {:.0} transfers/s",
         scanned as f64 / secs,
         transfers as f64 / secs
     );

@@ -16,6 +16,11 @@ if [ -f config/prometheus/alerts_test.yml ]; then
   promtool test rules config/prometheus/alerts_test.yml
 fi
 
+# The API fuzzed from its own OpenAPI document (bounded in time; CTRIP_SCHEMATHESIS=0 skips).
+if [ "${CTRIP_SCHEMATHESIS:-1}" = "1" ]; then
+  scripts/schemathesis.sh
+fi
+
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --workspace --no-fail-fast "$@"
 else

@@ -18,6 +18,7 @@ use crate::wallet::HdWallet;
 /// A built, bound, not yet serving gateway.
 pub struct Application {
     listener: TcpListener,
+    ops_listener: Option<TcpListener>,
     port: u16,
     state: AppState,
 }
@@ -51,6 +52,14 @@ impl Application {
             .await
             .with_context(|| format!("cannot listen on server.bind {addr}"))?;
         let port = listener.local_addr()?.port();
+        let ops_listener = match settings.ops_bind()? {
+            Some(addr) => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("cannot listen on server.ops_bind {addr}"))?,
+            ),
+            None => None,
+        };
         if chains.is_empty() {
             slog::warn!(log, "no [[chains]] configured: payments cannot be created");
         }
@@ -68,6 +77,7 @@ impl Application {
         };
         Ok(Self {
             listener,
+            ops_listener,
             port,
             state,
         })
@@ -92,6 +102,14 @@ impl Application {
     /// The bound port (useful with port 0).
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The operator listener's port, when `server.ops_bind` is set.
+    pub fn ops_port(&self) -> Option<u16> {
+        self.ops_listener
+            .as_ref()
+            .and_then(|l| l.local_addr().ok())
+            .map(|a| a.port())
     }
 
     /// Shared state, for tests and embedding.
@@ -120,12 +138,41 @@ impl Application {
         } else {
             None
         };
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let stopped = move || {
+            let mut rx = stop_rx.clone();
+            async move {
+                let _ = rx.wait_for(|s| *s).await;
+            }
+        };
+        let drain =
+            std::time::Duration::from_millis(state.settings.supervision.shutdown_timeout_ms);
+        let ops = self.ops_listener.map(|l| {
+            if let Ok(a) = l.local_addr() {
+                slog::info!(log, "serving operator endpoints"; "port" => a.port());
+            }
+            tokio::spawn(api::server::serve(
+                l,
+                state.clone(),
+                api::Surface::Ops,
+                stopped(),
+                drain,
+            ))
+        });
+        let surface = if ops.is_some() {
+            api::Surface::Public
+        } else {
+            api::Surface::All
+        };
         slog::info!(log, "serving"; "port" => self.port);
-        warp::serve(api::routes(state.clone()))
-            .incoming(self.listener)
-            .graceful(shutdown)
-            .run()
-            .await;
+        tokio::spawn(async move {
+            shutdown.await;
+            let _ = stop_tx.send(true);
+        });
+        api::server::serve(self.listener, state.clone(), surface, stopped(), drain).await;
+        if let Some(ops) = ops {
+            let _ = ops.await;
+        }
         slog::info!(log, "HTTP server stopped");
         if let Some(tree) = tree {
             let timeout = std::time::Duration::from_millis(

@@ -108,6 +108,21 @@ pub struct ServerSettings {
     pub bind: String,
     /// Largest accepted request body.
     pub request_body_limit_bytes: u64,
+    /// A request head must arrive within this (the connection is closed otherwise); it also
+    /// bounds how long a keep-alive connection waits for its next request.
+    pub header_read_timeout_ms: u64,
+    /// A request body must arrive within this (408 otherwise).
+    pub request_timeout_ms: u64,
+    /// A connection with no traffic either way for this long is closed.
+    pub idle_timeout_ms: u64,
+    /// The largest request head accepted (431 beyond); it bounds per-connection memory.
+    pub max_header_bytes: usize,
+    /// Concurrent connections at most; past it a new connection gets 503 and is closed.
+    pub max_connections: usize,
+    /// A separate listen address for `/metrics` and `/health/detail`; when set they are
+    /// served only there (`/health/live` and `/health/ready` stay on both).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ops_bind: Option<String>,
 }
 
 /// `[database]`
@@ -175,6 +190,10 @@ pub struct WebhookSettings {
     pub backlog_warn_seconds: u64,
     /// Attempts in flight to one endpoint at most, across the pool.
     pub max_in_flight_per_endpoint: u32,
+    /// Ports a webhook URL may name: single ports and `low-high` ranges.
+    pub allowed_ports: Vec<String>,
+    /// Webhook endpoints one merchant may have (deleted ones do not count).
+    pub max_endpoints_per_merchant: u32,
     /// An explicit HTTP(S) proxy for deliveries. Unset: no proxy, whatever `HTTP_PROXY` and
     /// `HTTPS_PROXY` say (a proxy resolves names itself, out of the SSRF guard's sight).
     #[serde(default)]
@@ -618,6 +637,35 @@ impl Settings {
                 "must be one of trace, debug, info, warning, error, critical",
             ));
         }
+        let sv = &self.server;
+        for (key, v) in [
+            ("server.header_read_timeout_ms", sv.header_read_timeout_ms),
+            ("server.request_timeout_ms", sv.request_timeout_ms),
+            ("server.idle_timeout_ms", sv.idle_timeout_ms),
+        ] {
+            if v == 0 {
+                return Err(ConfigError::invalid(key, "must be positive"));
+            }
+        }
+        if !(1024..=1 << 20).contains(&sv.max_header_bytes) {
+            return Err(ConfigError::invalid(
+                "server.max_header_bytes",
+                "must be between 1024 and 1048576",
+            ));
+        }
+        if sv.max_connections == 0 {
+            return Err(ConfigError::invalid(
+                "server.max_connections",
+                "must be positive",
+            ));
+        }
+        self.ops_bind()?;
+        if crate::webhook::ssrf::PortPolicy::parse(&self.webhooks.allowed_ports).is_none() {
+            return Err(ConfigError::invalid(
+                "webhooks.allowed_ports",
+                "must be a list of ports or ranges such as \"80\", \"1024-65535\"",
+            ));
+        }
         let access = &self.telemetry.access_log_level;
         if access != "off" && crate::telemetry::parse_level(access).is_none() {
             return Err(ConfigError::invalid(
@@ -782,6 +830,22 @@ impl Settings {
         self.server.bind.parse().map_err(|_| {
             ConfigError::invalid("server.bind", "must be host:port, e.g. 127.0.0.1:8080")
         })
+    }
+
+    /// The operator listen address, if one is configured.
+    pub fn ops_bind(&self) -> Result<Option<SocketAddr>, ConfigError> {
+        self.server
+            .ops_bind
+            .as_deref()
+            .map(|b| {
+                b.parse().map_err(|_| {
+                    ConfigError::invalid(
+                        "server.ops_bind",
+                        "must be host:port, e.g. 127.0.0.1:9090",
+                    )
+                })
+            })
+            .transpose()
     }
 
     /// The configuration as TOML with every secret redacted, for `ctrip config check`.

@@ -10,8 +10,7 @@ fn authorize(state: &AppState, req: &ApiRequest) -> Result<(), ApiError> {
     let presented = req
         .headers
         .get(warp::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
+        .and_then(super::auth::bearer)
         .ok_or(ApiError::Authentication("missing admin token"))?;
     let expected = state.settings.admin.token.expose().as_bytes();
     // Compare fixed-size digests so that neither content nor length leaks through timing.

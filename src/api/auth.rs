@@ -15,6 +15,17 @@ pub struct Merchant {
     pub account_index: u32,
 }
 
+/// The credentials of a `Bearer` authorization header. The scheme is case-insensitive
+/// (HTTP authentication schemes are).
+pub fn bearer(header: &warp::http::HeaderValue) -> Option<&str> {
+    let v = header.to_str().ok()?;
+    let (scheme, token) = v.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then_some(token.trim())
+        .filter(|t| !t.is_empty())
+}
+
 /// Authenticates the request. Unknown, malformed and mismatching keys get the same answer,
 /// so the response tells an attacker nothing about which prefixes exist.
 pub async fn authenticate(state: &AppState, req: &ApiRequest) -> Result<Merchant, ApiError> {
@@ -24,12 +35,7 @@ pub async fn authenticate(state: &AppState, req: &ApiRequest) -> Result<Merchant
             .ok_or(ApiError::Authentication(
                 "missing API key: send Authorization: Bearer <key>",
             ))?;
-    let raw = header
-        .to_str()
-        .ok()
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim)
-        .ok_or(ApiError::Authentication("invalid API key"))?;
+    let raw = bearer(header).ok_or(ApiError::Authentication("invalid API key"))?;
     let prefix = apikey::lookup_prefix(raw).ok_or(ApiError::Authentication("invalid API key"))?;
     let client = state.store.client().await?;
     let stored = api_keys::find_by_prefix(&client, prefix)
@@ -45,4 +51,20 @@ pub async fn authenticate(state: &AppState, req: &ApiRequest) -> Result<Merchant
         id: stored.merchant_id,
         account_index: stored.account_index,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use warp::http::HeaderValue;
+
+    #[test]
+    fn the_bearer_scheme_is_case_insensitive() {
+        for h in ["Bearer k", "bearer k", "BEARER k", "bEaReR  k "] {
+            assert_eq!(bearer(&HeaderValue::from_static(h)), Some("k"), "{h}");
+        }
+        for h in ["Basic k", "Bearer", "Bearer ", "Bearerk"] {
+            assert_eq!(bearer(&HeaderValue::from_static(h)), None, "{h}");
+        }
+    }
 }

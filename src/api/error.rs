@@ -1,4 +1,4 @@
-//! The one place where failures become HTTP responses (CONTRACT §3 error shape).
+//! The one place where failures become HTTP responses, in the contract's error shape.
 
 use serde::Serialize;
 use warp::http::StatusCode;
@@ -29,6 +29,9 @@ pub enum ApiError {
     /// 409.
     #[error("{0}")]
     Conflict(String),
+    /// 408: the body did not arrive within `server.request_timeout_ms`.
+    #[error("the request body did not arrive in time")]
+    RequestTimeout,
     /// 413.
     #[error("request body too large")]
     PayloadTooLarge,
@@ -66,6 +69,7 @@ impl ApiError {
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -73,9 +77,10 @@ impl ApiError {
 
     fn kind(&self) -> &'static str {
         match self {
-            Self::InvalidRequest { .. } | Self::MethodNotAllowed | Self::PayloadTooLarge => {
-                "invalid_request"
-            }
+            Self::InvalidRequest { .. }
+            | Self::MethodNotAllowed
+            | Self::PayloadTooLarge
+            | Self::RequestTimeout => "invalid_request",
             Self::Authentication(_) => "authentication",
             Self::NotFound(_) => "not_found",
             Self::Conflict(_) => "conflict",
@@ -118,7 +123,10 @@ struct ErrorDetail<'a> {
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
-        if e.is_retryable() {
+        // A backstop: inputs are checked for control characters before they reach SQL.
+        if e.is_invalid_input() {
+            Self::invalid("a text value contains a character that cannot be stored (NUL)")
+        } else if e.is_retryable() {
             Self::Unavailable
         } else {
             Self::Internal(e.into())

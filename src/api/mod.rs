@@ -11,8 +11,10 @@ mod chains;
 pub mod error;
 mod health;
 mod idempotent;
+pub mod input;
 mod openapi;
 mod payments;
+pub mod server;
 mod webhooks;
 
 use std::collections::HashMap;
@@ -106,9 +108,29 @@ fn page_cursor(v: &str, object: &str) -> Result<uuid::Uuid, ApiError> {
         .map_err(|_| ApiError::param("starting_after", format!("not a {object} id")))
 }
 
+/// Which routes a listener serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Surface {
+    /// Everything (no `server.ops_bind`).
+    All,
+    /// The merchant API and the probes; `/metrics` and `/health/detail` live on the
+    /// operator listener.
+    Public,
+    /// `/metrics` and the health endpoints only.
+    Ops,
+}
+
 /// The warp filter serving the whole API.
 pub fn routes(
     state: AppState,
+) -> impl Filter<Extract = (Response<Bytes>,), Error = Infallible> + Clone {
+    routes_on(state, Surface::All)
+}
+
+/// The warp filter serving `surface`.
+pub fn routes_on(
+    state: AppState,
+    surface: Surface,
 ) -> impl Filter<Extract = (Response<Bytes>,), Error = Infallible> + Clone {
     let query = warp::query::raw().or(warp::any().map(String::new)).unify();
     warp::method()
@@ -122,6 +144,7 @@ pub fn routes(
                 async move {
                     handle(
                         state,
+                        surface,
                         method,
                         path.as_str().to_string(),
                         query,
@@ -151,7 +174,14 @@ fn request_id(headers: &HeaderMap) -> String {
     headers
         .get("x-request-id")
         .and_then(|v| v.to_str().ok())
-        .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
+        // Letters, digits and `-_.:` only: nothing that could forge a field in either log
+        // format.
+        .filter(|v| {
+            !v.is_empty()
+                && v.len() <= 128
+                && v.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
+        })
         .map(str::to_string)
         .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string())
 }
@@ -187,6 +217,7 @@ where
 
 async fn handle<S, B>(
     state: AppState,
+    surface: Surface,
     method: Method,
     path: String,
     query: String,
@@ -201,7 +232,11 @@ where
     let rid = request_id(&headers);
     let limit = state.settings.server.request_body_limit_bytes;
     let method_label = method.clone();
-    let (route, result) = match read_body(&headers, body, limit).await {
+    let read_timeout = std::time::Duration::from_millis(state.settings.server.request_timeout_ms);
+    let body = tokio::time::timeout(read_timeout, read_body(&headers, body, limit))
+        .await
+        .unwrap_or(Err(ApiError::RequestTimeout));
+    let (route, result) = match body {
         Ok(body) => {
             let req = ApiRequest {
                 method,
@@ -211,7 +246,17 @@ where
                 body,
                 request_id: rid.clone(),
             };
-            dispatch(&state, &req).await
+            if surface_serves(surface, &req.path) {
+                match takes_query(&req) {
+                    Ok(()) => dispatch(&state, &req).await,
+                    Err(e) => ("unmatched", Err(e)),
+                }
+            } else {
+                (
+                    "unmatched",
+                    Err(ApiError::NotFound("no such endpoint".into())),
+                )
+            }
         }
         Err(e) => ("unmatched", Err(e)),
     };
@@ -285,6 +330,34 @@ fn access_log(
         slog::Level::Warning => slog::warn!(l, "request"),
         slog::Level::Error => slog::error!(l, "request"),
         slog::Level::Critical => slog::crit!(l, "request"),
+    }
+}
+
+/// Only the two list routes take query parameters (and parse them themselves); on every
+/// other route a parameter is unknown.
+fn takes_query(req: &ApiRequest) -> Result<(), ApiError> {
+    let lists = req.method == Method::GET
+        && matches!(
+            req.path.trim_end_matches('/'),
+            "/v1/payments" | "/v1/webhook-deliveries"
+        );
+    if lists {
+        return Ok(());
+    }
+    input::query(&req.query, &[]).map(|_| ())
+}
+
+/// Whether a listener for `surface` serves `path`.
+fn surface_serves(surface: Surface, path: &str) -> bool {
+    let ops = matches!(path.trim_end_matches('/'), "/metrics" | "/health/detail");
+    let probe = matches!(
+        path.trim_end_matches('/'),
+        "/health" | "/health/live" | "/health/ready"
+    );
+    match surface {
+        Surface::All => true,
+        Surface::Public => !ops,
+        Surface::Ops => ops || probe,
     }
 }
 

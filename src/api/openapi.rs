@@ -47,11 +47,96 @@ impl Modify for BearerAuth {
 )]
 pub struct ApiDoc;
 
+/// The document as served: the generated one, completed with the statuses every
+/// operation of a kind can return (so no client meets an undocumented one) and with
+/// operation ids made unique from method and path.
+pub fn document_json() -> serde_json::Value {
+    let mut doc = serde_json::to_value(ApiDoc::openapi()).unwrap_or_default();
+    complete(&mut doc);
+    doc
+}
+
+fn error_response(description: &str) -> serde_json::Value {
+    serde_json::json!({
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}},
+    })
+}
+
+fn complete(doc: &mut serde_json::Value) {
+    let Some(paths) = doc.get_mut("paths").and_then(|p| p.as_object_mut()) else {
+        return;
+    };
+    for (path, item) in paths.iter_mut() {
+        let Some(item) = item.as_object_mut() else {
+            continue;
+        };
+        for (method, op) in item.iter_mut() {
+            let Some(op) = op.as_object_mut() else {
+                continue;
+            };
+            let slug: String = path
+                .split('/')
+                .filter(|s| !s.is_empty())
+                .map(|s| s.trim_matches(|c| c == '{' || c == '}').replace('-', "_"))
+                .collect::<Vec<_>>()
+                .join("_");
+            op.insert(
+                "operationId".into(),
+                serde_json::Value::String(format!("{method}_{slug}")),
+            );
+            let secured = op.get("security").is_some();
+            let idempotent = op
+                .get("parameters")
+                .and_then(|p| p.as_array())
+                .is_some_and(|ps| ps.iter().any(|p| p["name"] == "Idempotency-Key"));
+            let has_body = method == "post";
+            let responses = op
+                .entry("responses")
+                .or_insert_with(|| serde_json::json!({}));
+            let Some(responses) = responses.as_object_mut() else {
+                continue;
+            };
+            let mut add = |code: &str, description: &str| {
+                responses
+                    .entry(code.to_string())
+                    .or_insert_with(|| error_response(description));
+            };
+            add(
+                "400",
+                "Invalid input: a malformed parameter or body, or an unknown or repeated query parameter",
+            );
+            add(
+                "500",
+                "Internal error (logged with its cause, never echoed)",
+            );
+            add("503", "The database is unavailable right now; retry");
+            if secured {
+                add("401", "Missing, invalid or revoked API key");
+            }
+            if has_body {
+                add("408", "The request body did not arrive in time");
+                add(
+                    "413",
+                    "The request body is larger than the configured limit",
+                );
+            }
+            if idempotent {
+                add(
+                    "409",
+                    "Idempotency-Key reused with another request, or still in progress",
+                );
+            }
+            if path.contains('{') {
+                add("404", "No such object for this merchant");
+            }
+        }
+    }
+}
+
 /// `GET /openapi.json` (no auth).
 pub async fn document() -> ApiResult {
-    let json = ApiDoc::openapi()
-        .to_json()
-        .map_err(|e| ApiError::Internal(e.into()))?;
+    let json = serde_json::to_vec(&document_json()).map_err(|e| ApiError::Internal(e.into()))?;
     Ok(bytes_response(
         StatusCode::OK,
         "application/json",
@@ -62,6 +147,30 @@ pub async fn document() -> ApiResult {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_operation_lists_its_statuses_under_a_unique_id() {
+        let doc = document_json();
+        let mut ids = std::collections::HashSet::new();
+        for (path, item) in doc["paths"].as_object().expect("paths") {
+            for (method, op) in item.as_object().expect("item") {
+                let id = op["operationId"].as_str().expect("operationId");
+                assert!(ids.insert(id.to_string()), "operationId {id} twice");
+                let r = &op["responses"];
+                for code in ["400", "500", "503"] {
+                    assert!(r.get(code).is_some(), "{method} {path}: {code}");
+                }
+                if op.get("security").is_some() {
+                    assert!(r.get("401").is_some(), "{method} {path}: 401");
+                }
+            }
+        }
+        assert!(ids.len() >= 11);
+        let cancel = &doc["paths"]["/v1/payments/{id}/cancel"]["post"]["responses"];
+        for code in ["200", "400", "401", "404", "408", "409", "413"] {
+            assert!(cancel.get(code).is_some(), "cancel {code}");
+        }
+    }
 
     #[test]
     fn documents_every_v1_endpoint() {

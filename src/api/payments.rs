@@ -12,6 +12,7 @@ use warp::http::{header, StatusCode};
 
 use super::auth::{self, Merchant};
 use super::idempotent::{claim_key, idempotency_key, request_hash};
+use super::input;
 use super::{bytes_response, json, ApiError, ApiRequest, ApiResult, AppState};
 use crate::config::{ChainSettings, PaymentSettings};
 use crate::domain::lifecycle;
@@ -165,7 +166,10 @@ pub fn parse_create(
     })?;
     let order_id = match obj.get("order_id") {
         None | Some(Value::Null) => None,
-        Some(Value::String(s)) if !s.is_empty() && s.len() <= 255 => Some(s.clone()),
+        Some(Value::String(s)) => {
+            input::text("order_id", s, 1, 255)?;
+            Some(s.clone())
+        }
         Some(_) => {
             return Err(ApiError::param(
                 "order_id",
@@ -175,7 +179,10 @@ pub fn parse_create(
     };
     let metadata = match obj.get("metadata") {
         None | Some(Value::Null) => None,
-        Some(v @ Value::Object(m)) if m.len() <= 50 => Some(v.clone()),
+        Some(v @ Value::Object(m)) if m.len() <= 50 => {
+            input::no_control_in("metadata", v)?;
+            Some(v.clone())
+        }
         Some(_) => {
             return Err(ApiError::param(
                 "metadata",
@@ -229,7 +236,7 @@ fn parse_json_body(req: &ApiRequest) -> Result<Value, ApiError> {
     if !is_json {
         return Err(ApiError::invalid("Content-Type must be application/json"));
     }
-    serde_json::from_slice(&req.body).map_err(|_| ApiError::invalid("the body is not valid JSON"))
+    input::parse_json(&req.body)
 }
 
 /// The best head this process knows for a chain (from its own scanner), if any.
@@ -380,12 +387,12 @@ pub fn parse_list_query(
         limit: 20,
         ..Default::default()
     };
-    let mut seen = std::collections::HashSet::new();
-    for (k, v) in url::form_urlencoded::parse(query.as_bytes()) {
-        if !seen.insert(k.to_string()) {
-            return Err(ApiError::param(&k, format!("{k} given more than once")));
-        }
-        match k.as_ref() {
+    let params = input::query(
+        query,
+        &["status", "chain", "order_id", "limit", "starting_after"],
+    )?;
+    for (k, v) in params {
+        match k.as_str() {
             "status" => {
                 f.status = Some(
                     v.parse()
@@ -393,12 +400,12 @@ pub fn parse_list_query(
                 )
             }
             "chain" => {
-                if !chains.contains_key(v.as_ref()) {
+                if !chains.contains_key(v.as_str()) {
                     return Err(ApiError::param("chain", "unknown chain"));
                 }
-                f.chain = Some(v.into_owned());
+                f.chain = Some(v);
             }
-            "order_id" => f.order_id = Some(v.into_owned()),
+            "order_id" => f.order_id = Some(v),
             "limit" => f.limit = super::page_limit(&v)?,
             "starting_after" => f.starting_after = Some(super::page_cursor(&v, "payment")?),
             other => return Err(ApiError::param(other, format!("unknown parameter {other}"))),

@@ -13,6 +13,7 @@ use deadpool_postgres::Transaction;
 use crate::store::webhooks::{self as store, DeliveryFilter, Endpoint};
 use crate::webhook::signature::generate_secret;
 use crate::webhook::ssrf::{check_target, TargetError};
+use crate::webhook::ssrf::{normalise, PortPolicy};
 
 /// Every event type an endpoint can subscribe to.
 pub const EVENT_TYPES: [&str; 8] = [
@@ -65,9 +66,7 @@ fn body_object(req: &ApiRequest) -> Result<Map<String, Value>, ApiError> {
     if req.body.is_empty() {
         return Ok(Map::new());
     }
-    let v: Value = serde_json::from_slice(&req.body)
-        .map_err(|_| ApiError::invalid("the body is not valid JSON"))?;
-    match v {
+    match super::input::parse_json(&req.body)? {
         Value::Object(m) => Ok(m),
         _ => Err(ApiError::invalid("the body must be a JSON object")),
     }
@@ -125,7 +124,13 @@ async fn create_endpoint_once(
     let obj = body_object(req)?;
     reject_unknown(&obj, &CREATE_ENDPOINT_FIELDS)?;
     let url = match obj.get("url") {
-        Some(Value::String(u)) if !u.is_empty() && u.len() <= 2048 => u.clone(),
+        Some(Value::String(u)) if !u.is_empty() && u.chars().count() <= 2048 => {
+            let ports = PortPolicy::parse(&state.settings.webhooks.allowed_ports)
+                .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("webhooks.allowed_ports")))?;
+            normalise(u, &ports)
+                .map_err(|e| ApiError::param("url", e.to_string()))?
+                .to_string()
+        }
         _ => {
             return Err(ApiError::param(
                 "url",
@@ -163,7 +168,10 @@ async fn create_endpoint_once(
     };
     let description = match obj.get("description") {
         None | Some(Value::Null) => None,
-        Some(Value::String(d)) if d.len() <= 500 => Some(d.clone()),
+        Some(Value::String(d)) => {
+            super::input::text("description", d, 0, 500)?;
+            Some(d.clone())
+        }
         Some(_) => {
             return Err(ApiError::param(
                 "description",
@@ -180,6 +188,13 @@ async fn create_endpoint_once(
             ),
             other => ApiError::param("url", other.to_string()),
         })?;
+    // Counted under the merchant's row lock, so concurrent creates cannot pass the quota.
+    let quota = state.settings.webhooks.max_endpoints_per_merchant;
+    if store::lock_and_count_endpoints(client, merchant_id).await? >= u64::from(quota) {
+        return Err(ApiError::Conflict(format!(
+            "webhook endpoint quota reached ({quota} per merchant); delete one first"
+        )));
+    }
     let secret = generate_secret();
     let endpoint = store::create_endpoint(
         client,
@@ -330,23 +345,27 @@ pub async fn list_deliveries(state: &AppState, req: &ApiRequest) -> ApiResult {
         limit: 20,
         ..Default::default()
     };
-    for (k, v) in url::form_urlencoded::parse(req.query.as_bytes()) {
-        match k.as_ref() {
+    let params = super::input::query(
+        &req.query,
+        &["endpoint", "event", "status", "limit", "starting_after"],
+    )?;
+    for (k, v) in params {
+        match k.as_str() {
             "endpoint" => {
                 f.endpoint = Some(
                     Uuid::parse_str(&v)
                         .map_err(|_| ApiError::param("endpoint", "not an endpoint id"))?,
                 )
             }
-            "event" => f.event = Some(v.into_owned()),
+            "event" => f.event = Some(v),
             "status" => {
-                if !["pending", "succeeded", "failed", "dead"].contains(&v.as_ref()) {
+                if !["pending", "succeeded", "failed", "dead"].contains(&v.as_str()) {
                     return Err(ApiError::param(
                         "status",
                         "status must be pending, succeeded, failed or dead",
                     ));
                 }
-                f.status = Some(v.into_owned());
+                f.status = Some(v);
             }
             "limit" => f.limit = super::page_limit(&v)?,
             "starting_after" => f.starting_after = Some(super::page_cursor(&v, "delivery")?),

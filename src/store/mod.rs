@@ -46,6 +46,12 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// The database refused a value of the request itself (a NUL or untranslatable
+    /// character in text): the client's fault, never worth a retry.
+    pub fn is_invalid_input(&self) -> bool {
+        matches!(self, Self::Db(e) if matches!(e.code().map(|c| c.code()), Some("22021" | "22P05")))
+    }
+
     /// Worth retrying later: connectivity, serialization failures, deadlocks, timeouts.
     pub fn is_retryable(&self) -> bool {
         match self {

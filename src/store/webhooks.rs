@@ -184,6 +184,27 @@ pub struct Claimed {
     pub claim_token: Uuid,
 }
 
+/// Locks the merchant's row (serialising endpoint creation per merchant) and counts its
+/// endpoints that are not deleted.
+pub async fn lock_and_count_endpoints(
+    c: &impl GenericClient,
+    merchant_id: Uuid,
+) -> Result<u64, StoreError> {
+    c.execute(
+        "SELECT 1 FROM merchants WHERE id = $1 FOR UPDATE",
+        &[&merchant_id],
+    )
+    .await?;
+    let n: i64 = c
+        .query_one(
+            "SELECT count(*) FROM webhook_endpoints WHERE merchant_id = $1 AND deleted_at IS NULL",
+            &[&merchant_id],
+        )
+        .await?
+        .get(0);
+    Ok(u64::try_from(n).unwrap_or(0))
+}
+
 /// Claims up to `limit` due deliveries, leasing them for `lease_seconds` so that no other
 /// worker (in this process or another sharing the database) takes them meanwhile. A
 /// delivery waits while an earlier event of the same payment to the same endpoint is

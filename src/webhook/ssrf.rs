@@ -118,6 +118,82 @@ pub fn check_url(raw: &str, allow_private: bool) -> Result<Url, TargetError> {
     Ok(url)
 }
 
+/// The ports a webhook URL may name (by default 80, 443 and every port from 1024), so the
+/// attempt log cannot be used to scan the well-known services of a host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortPolicy(Vec<(u16, u16)>);
+
+impl PortPolicy {
+    /// Parses `"80"`, `"1024-65535"` entries; `None` if one is malformed.
+    pub fn parse(entries: &[String]) -> Option<Self> {
+        entries
+            .iter()
+            .map(|e| match e.split_once('-') {
+                Some((a, b)) => {
+                    let (a, b) = (a.trim().parse().ok()?, b.trim().parse().ok()?);
+                    (a <= b).then_some((a, b))
+                }
+                None => e.trim().parse().ok().map(|p| (p, p)),
+            })
+            .collect::<Option<Vec<_>>>()
+            .map(Self)
+    }
+
+    /// Whether `port` is allowed.
+    pub fn allows(&self, port: u16) -> bool {
+        self.0.iter().any(|(a, b)| (*a..=*b).contains(&port))
+    }
+}
+
+/// Why a webhook URL is refused before any address is looked at.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UrlPolicyError {
+    /// Whitespace, control characters or a backslash anywhere in it.
+    #[error("url must not contain whitespace, control characters or backslashes")]
+    Characters,
+    /// Not `http://host...` or `https://host...` exactly.
+    #[error("url must be an absolute http or https URL of the form scheme://host/path")]
+    Form,
+    /// `user:password@` before the host.
+    #[error("url must not contain a user name or password")]
+    Userinfo,
+    /// A port outside the policy.
+    #[error("url's port is not allowed (see webhooks.allowed_ports)")]
+    Port,
+}
+
+/// Parses a webhook URL under the policy and returns its normalised form (what is stored
+/// and echoed): no whitespace, control characters or backslashes (parsers disagree about
+/// them), no user information, the `scheme://host` form spelled out, and an allowed port.
+pub fn normalise(raw: &str, ports: &PortPolicy) -> Result<Url, UrlPolicyError> {
+    if raw
+        .chars()
+        .any(|c| c.is_whitespace() || c.is_control() || c == '\\')
+    {
+        return Err(UrlPolicyError::Characters);
+    }
+    let lower = raw.to_ascii_lowercase();
+    let rest = lower
+        .strip_prefix("https://")
+        .or_else(|| lower.strip_prefix("http://"))
+        .ok_or(UrlPolicyError::Form)?;
+    if rest.is_empty() || rest.starts_with('/') {
+        return Err(UrlPolicyError::Form);
+    }
+    let url = Url::parse(raw).map_err(|_| UrlPolicyError::Form)?;
+    if url.host().is_none() || url.cannot_be_a_base() {
+        return Err(UrlPolicyError::Form);
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(UrlPolicyError::Userinfo);
+    }
+    let port = url.port_or_known_default().ok_or(UrlPolicyError::Form)?;
+    if !ports.allows(port) {
+        return Err(UrlPolicyError::Port);
+    }
+    Ok(url)
+}
+
 /// Resolves the URL's host and checks every address (for endpoint creation).
 pub async fn check_target(raw: &str, allow_private: bool) -> Result<Url, TargetError> {
     let url = check_url(raw, allow_private)?;
@@ -227,6 +303,31 @@ mod tests {
         ] {
             assert!(check_url(good, false).is_ok(), "{good}");
         }
+    }
+
+    #[test]
+    fn webhook_urls_are_normalised_and_tricky_forms_refused() {
+        let ports =
+            PortPolicy::parse(&["80".into(), "443".into(), "1024-65535".into()]).expect("policy");
+        let ok = normalise("HTTP://Hooks.Example.COM/a?b=1", &ports).expect("ok");
+        assert_eq!(ok.as_str(), "http://hooks.example.com/a?b=1");
+        assert!(normalise("https://8.8.8.8:8443/x", &ports).is_ok());
+        for (bad, why) in [
+            (" http://8.8.8.8/", UrlPolicyError::Characters),
+            ("http://8.8.8.8/\n", UrlPolicyError::Characters),
+            ("http://8.8.8.8\\@127.0.0.1/", UrlPolicyError::Characters),
+            ("http:8.8.8.8/", UrlPolicyError::Form),
+            ("http:///8.8.8.8/", UrlPolicyError::Form),
+            ("ftp://8.8.8.8/", UrlPolicyError::Form),
+            ("http://user:pw@8.8.8.8/", UrlPolicyError::Userinfo),
+            ("http://8.8.8.8@127.0.0.1/", UrlPolicyError::Userinfo),
+            ("http://8.8.8.8:1023/", UrlPolicyError::Port),
+            ("http://8.8.8.8:22/", UrlPolicyError::Port),
+        ] {
+            assert_eq!(normalise(bad, &ports), Err(why), "{bad}");
+        }
+        assert!(PortPolicy::parse(&["70000".into()]).is_none());
+        assert!(PortPolicy::parse(&["9-3".into()]).is_none());
     }
 
     #[tokio::test]

@@ -181,25 +181,32 @@ async fn funds_after_confirmation_and_after_cancel_are_recorded_and_announced() 
     );
 }
 
-#[tokio::test]
-async fn a_reorg_reincluding_a_confirmed_payments_transfer_keeps_it_counted() {
-    let mut h = harness().await;
-    // Outside the late-funds window, so only the reorg re-check can restore the transfer.
-    let mut scanner = scanner_with_window(&h, 0);
+/// A native payment of 1 needing one confirmation, paid and confirmed through `scanner`;
+/// returns it and the raw signed payment transaction.
+async fn confirmed_payment(h: &mut Harness, scanner: &mut Scanner) -> (Value, String) {
     let p = h
         .create(json!({"chain": "devchain", "asset": "native", "amount": "1", "confirmations": 1}))
         .await;
-    scan_with(&mut scanner).await;
+    scan_with(scanner).await;
     let receipt = h
         .dev
         .pay_native(ANVIL_PAYER, address_of(&p), pow10(18))
         .await
         .expect("pay");
     let raw = raw_tx(&h.dev, &receipt["transactionHash"]).await;
-    scan_with(&mut scanner).await;
+    scan_with(scanner).await;
     h.confirm().await;
+    assert_eq!(h.get(&p).await["status"], "confirmed");
+    (p, raw)
+}
+
+#[tokio::test]
+async fn a_reorg_reincluding_a_confirmed_payments_transfer_keeps_it_counted() {
+    let mut h = harness().await;
+    // Outside the late-funds window, so only the reorg re-check can restore the transfer.
+    let mut scanner = scanner_with_window(&h, 0);
+    let (p, raw) = confirmed_payment(&mut h, &mut scanner).await;
     let before = h.get(&p).await;
-    assert_eq!(before["status"], "confirmed");
 
     // A one-block reorg that re-includes the very same transaction.
     h.dev
@@ -234,17 +241,7 @@ async fn a_reorg_reincluding_a_confirmed_payments_transfer_keeps_it_counted() {
 async fn confirmed_funds_that_a_reorg_really_takes_away_are_a_critical_condition() {
     let mut h = harness().await;
     let mut scanner = scanner_with_window(&h, 0);
-    let p = h
-        .create(json!({"chain": "devchain", "asset": "native", "amount": "1", "confirmations": 1}))
-        .await;
-    scan_with(&mut scanner).await;
-    h.dev
-        .pay_native(ANVIL_PAYER, address_of(&p), pow10(18))
-        .await
-        .expect("pay");
-    scan_with(&mut scanner).await;
-    h.confirm().await;
-    assert_eq!(h.get(&p).await["status"], "confirmed");
+    let (p, _) = confirmed_payment(&mut h, &mut scanner).await;
 
     h.dev
         .rpc("anvil_reorg", json!([1, []]))

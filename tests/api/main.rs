@@ -9,6 +9,7 @@ mod dev;
 mod hardening;
 mod health;
 mod helpers;
+mod hostile;
 mod integrity;
 mod payments;
 mod proxy;
