@@ -31,7 +31,7 @@ start_gateway() {
   GATEWAY_PID=$!
   GATEWAY_PORT=""
   for _ in $(seq 1 300); do
-    GATEWAY_PORT="$(grep -o '"msg":"serving","port":[0-9]*' "$WORK/gateway.log" | grep -o '[0-9]*$' || true)"
+    GATEWAY_PORT="$(grep '"msg":"serving"' "$WORK/gateway.log" | grep -o '"port":[0-9]*' | grep -o '[0-9]*$' || true)"
     [ -n "$GATEWAY_PORT" ] && return 0
     kill -0 "$GATEWAY_PID" 2>/dev/null || break
     sleep 0.1

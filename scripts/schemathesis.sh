@@ -3,7 +3,7 @@
 # real gateway (the debug build) on a fresh database, for a bounded time. It fails on any
 # 5xx, any status code the document does not list, and any response that breaks its schema.
 #   scripts/schemathesis.sh            (scripts/test.sh runs it; CTRIP_SCHEMATHESIS=0 skips it)
-# Knobs: ST_MAX_EXAMPLES (default 25 per operation), ST_MAX_TIME (default 240 s), ST_SEED.
+# Knobs: ST_MAX_EXAMPLES (default 25 per operation), ST_MAX_TIME (default 180 s), ST_SEED.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 log() { echo "schemathesis: $*" >&2; }
@@ -51,7 +51,7 @@ log "fuzzing http://127.0.0.1:$PORT/openapi.json"
   -H "Authorization: Bearer $KEY" \
   --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance \
   --max-examples "${ST_MAX_EXAMPLES:-25}" \
-  --max-time "${ST_MAX_TIME:-240}" \
+  --max-time "${ST_MAX_TIME:-180}" \
   --seed "${ST_SEED:-20261130}" \
   --workers 2 \
   --request-timeout 10 \

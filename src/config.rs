@@ -660,6 +660,14 @@ impl Settings {
             ));
         }
         self.ops_bind()?;
+        if let Some(p) = &self.webhooks.proxy {
+            if url::Url::parse(p).map_or(true, |u| !matches!(u.scheme(), "http" | "https")) {
+                return Err(ConfigError::invalid(
+                    "webhooks.proxy",
+                    "must be an http or https URL",
+                ));
+            }
+        }
         if crate::webhook::ssrf::PortPolicy::parse(&self.webhooks.allowed_ports).is_none() {
             return Err(ConfigError::invalid(
                 "webhooks.allowed_ports",

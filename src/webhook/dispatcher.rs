@@ -280,3 +280,27 @@ impl Work for Dispatcher {
         self.dispatch_once().await.map(|_| ())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings() -> WebhookSettings {
+        crate::config::Settings::load_layers(std::path::Path::new("config"), None, None, false)
+            .expect("embedded defaults load")
+            .webhooks
+    }
+
+    #[test]
+    fn the_delivery_client_fails_closed_rather_than_fall_back_to_a_default_one() {
+        let mut w = settings();
+        assert!(Dispatcher::client(&w).is_ok());
+        w.proxy = Some("http://[::1".into());
+        assert!(
+            Dispatcher::client(&w).is_err(),
+            "a client that cannot be built is an error"
+        );
+        w.proxy = Some("http://127.0.0.1:3128".into());
+        assert!(Dispatcher::client(&w).is_ok());
+    }
+}
