@@ -320,16 +320,27 @@ fn access_log(
         return;
     };
     let latency_ms = elapsed.as_secs_f64() * 1000.0;
-    let l = state.log.new(slog::o!(
-        "request_id" => rid.to_string(), "route" => route.to_string(),
-        "method" => method.to_string(), "status" => status, "latency_ms" => latency_ms));
+    // One arm per level: the macros check the level before any field is rendered, so a
+    // filtered-out access log costs nothing per request.
     match level {
-        slog::Level::Trace => slog::trace!(l, "request"),
-        slog::Level::Debug => slog::debug!(l, "request"),
-        slog::Level::Info => slog::info!(l, "request"),
-        slog::Level::Warning => slog::warn!(l, "request"),
-        slog::Level::Error => slog::error!(l, "request"),
-        slog::Level::Critical => slog::crit!(l, "request"),
+        slog::Level::Trace => slog::trace!(state.log, "request";
+            "request_id" => rid, "route" => route, "method" => method,
+            "status" => status, "latency_ms" => latency_ms),
+        slog::Level::Debug => slog::debug!(state.log, "request";
+            "request_id" => rid, "route" => route, "method" => method,
+            "status" => status, "latency_ms" => latency_ms),
+        slog::Level::Info => slog::info!(state.log, "request";
+            "request_id" => rid, "route" => route, "method" => method,
+            "status" => status, "latency_ms" => latency_ms),
+        slog::Level::Warning => slog::warn!(state.log, "request";
+            "request_id" => rid, "route" => route, "method" => method,
+            "status" => status, "latency_ms" => latency_ms),
+        slog::Level::Error => slog::error!(state.log, "request";
+            "request_id" => rid, "route" => route, "method" => method,
+            "status" => status, "latency_ms" => latency_ms),
+        slog::Level::Critical => slog::crit!(state.log, "request";
+            "request_id" => rid, "route" => route, "method" => method,
+            "status" => status, "latency_ms" => latency_ms),
     }
 }
 
