@@ -2,11 +2,12 @@
 # Runs the release gateway for a minute with every RPC endpoint refusing connections and
 # prints its CPU time over that minute and how many log lines it wrote: a dead RPC must
 # leave the gateway near idle (failed ticks back off; backing-off endpoints get no request).
-#   scripts/dead_rpc.sh [SECONDS]
+#   scripts/dead_rpc.sh [SECONDS]      (CTRIP_BIN=path measures another build)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECS="${1:-60}"
-cargo build --release --quiet --bin ctrip
+BIN="${CTRIP_BIN:-target/release/ctrip}"
+[ -n "${CTRIP_BIN:-}" ] || cargo build --release --quiet --bin ctrip
 . scripts/gateway-lib.sh
 gateway_setup
 cat > "$WORK/gateway.toml" <<TOML
@@ -25,7 +26,7 @@ rpc_urls = ["http://127.0.0.1:29", "http://127.0.0.1:39"]
 confirmations = 12
 block_time_ms = 250
 TOML
-start_gateway target/release/ctrip
+start_gateway "$BIN"
 PID=$GATEWAY_PID
 # Let it start and reach its steady state, then measure a whole window.
 sleep 5

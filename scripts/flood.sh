@@ -3,7 +3,9 @@
 # its figures (memory under 1,000 unfinished 400 KB heads, after they close, slowloris).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --release --quiet --bin ctrip
+# CTRIP_BIN=path measures another build.
+BIN="${CTRIP_BIN:-target/release/ctrip}"
+[ -n "${CTRIP_BIN:-}" ] || cargo build --release --quiet --bin ctrip
 . scripts/gateway-lib.sh
 gateway_setup
 ulimit -n 65536 2>/dev/null || true
@@ -15,5 +17,5 @@ enabled = false
 [telemetry]
 access_log_level = "off"
 TOML
-start_gateway target/release/ctrip
+start_gateway "$BIN"
 python3 scripts/conn_flood.py --port "$GATEWAY_PORT" --pid "$GATEWAY_PID" "$@"

@@ -200,6 +200,33 @@ pub struct WebhookSettings {
     pub proxy: Option<String>,
 }
 
+/// The ports a webhook URL may name (by default 80, 443 and every port from 1024), so the
+/// attempt log cannot be used to scan the well-known services of a host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortPolicy(Vec<(u16, u16)>);
+
+impl PortPolicy {
+    /// Parses `"80"`, `"1024-65535"` entries; `None` if one is malformed.
+    pub fn parse(entries: &[String]) -> Option<Self> {
+        entries
+            .iter()
+            .map(|e| match e.split_once('-') {
+                Some((a, b)) => {
+                    let (a, b) = (a.trim().parse().ok()?, b.trim().parse().ok()?);
+                    (a <= b).then_some((a, b))
+                }
+                None => e.trim().parse().ok().map(|p| (p, p)),
+            })
+            .collect::<Option<Vec<_>>>()
+            .map(Self)
+    }
+
+    /// Whether `port` is allowed.
+    pub fn allows(&self, port: u16) -> bool {
+        self.0.iter().any(|(a, b)| (*a..=*b).contains(&port))
+    }
+}
+
 /// `[telemetry]`
 #[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct TelemetrySettings {
@@ -668,7 +695,7 @@ impl Settings {
                 ));
             }
         }
-        if crate::webhook::ssrf::PortPolicy::parse(&self.webhooks.allowed_ports).is_none() {
+        if PortPolicy::parse(&self.webhooks.allowed_ports).is_none() {
             return Err(ConfigError::invalid(
                 "webhooks.allowed_ports",
                 "must be a list of ports or ranges such as \"80\", \"1024-65535\"",

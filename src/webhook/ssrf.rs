@@ -9,6 +9,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use url::{Host, Url};
 
+pub use crate::config::PortPolicy;
+
 /// Why a target is refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TargetError {
@@ -116,33 +118,6 @@ pub fn check_url(raw: &str, allow_private: bool) -> Result<Url, TargetError> {
         _ => {}
     }
     Ok(url)
-}
-
-/// The ports a webhook URL may name (by default 80, 443 and every port from 1024), so the
-/// attempt log cannot be used to scan the well-known services of a host.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PortPolicy(Vec<(u16, u16)>);
-
-impl PortPolicy {
-    /// Parses `"80"`, `"1024-65535"` entries; `None` if one is malformed.
-    pub fn parse(entries: &[String]) -> Option<Self> {
-        entries
-            .iter()
-            .map(|e| match e.split_once('-') {
-                Some((a, b)) => {
-                    let (a, b) = (a.trim().parse().ok()?, b.trim().parse().ok()?);
-                    (a <= b).then_some((a, b))
-                }
-                None => e.trim().parse().ok().map(|p| (p, p)),
-            })
-            .collect::<Option<Vec<_>>>()
-            .map(Self)
-    }
-
-    /// Whether `port` is allowed.
-    pub fn allows(&self, port: u16) -> bool {
-        self.0.iter().any(|(a, b)| (*a..=*b).contains(&port))
-    }
 }
 
 /// Why a webhook URL is refused before any address is looked at.
