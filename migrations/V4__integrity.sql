@@ -30,5 +30,10 @@ ALTER TABLE chain_cursors ADD COLUMN scanned_time timestamptz;
 -- A claim's fencing token: an attempt is recorded only by the worker holding the newest
 -- claim, so a late worker can never overwrite a newer state.
 ALTER TABLE webhook_deliveries ADD COLUMN claim_token uuid;
+-- Claims pick each endpoint's oldest due deliveries, up to its free slots.
+CREATE INDEX webhook_deliveries_endpoint_due_idx ON webhook_deliveries (endpoint_id, next_attempt_at)
+    WHERE status IN ('pending', 'failed');
+CREATE INDEX webhook_deliveries_inflight_idx ON webhook_deliveries (endpoint_id)
+    WHERE claim_token IS NOT NULL;
 
 -- Idempotency keys are purged after a day by a scheduled job.

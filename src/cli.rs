@@ -1,4 +1,4 @@
-//! The `ctrip` command line (CONTRACT §1).
+//! The `ctrip` command line.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;

@@ -1,4 +1,4 @@
-//! Layered configuration (CONTRACT §2).
+//! Layered configuration.
 //!
 //! Layers, later wins: the embedded `config/default.toml`, then `config/default.toml` and
 //! `config/{CTRIP_ENV}.toml` from the configuration directory (`CTRIP_CONFIG_DIR`, default

@@ -1,5 +1,5 @@
 //! The payment aggregate and its wire representation, shared by API responses and webhook
-//! event payloads (CONTRACT §3, "Payment object").
+//! event payloads.
 
 use alloy::primitives::{Address, U256};
 use chrono::{DateTime, SecondsFormat, Utc};

@@ -1,4 +1,4 @@
-//! The payment status machine (CONTRACT §4).
+//! The payment status machine.
 
 use std::fmt;
 use std::str::FromStr;

@@ -1,4 +1,4 @@
-//! Actor metrics (CONTRACT §7), refreshed from the health registry at scrape time.
+//! Actor metrics, refreshed from the health registry at scrape time.
 
 use actors::{ActorState, HealthRegistry, RestartReason};
 use prometheus::{GaugeVec, IntCounterVec, IntGaugeVec, Registry};

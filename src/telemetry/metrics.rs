@@ -1,4 +1,4 @@
-//! Prometheus metrics (CONTRACT §7). One struct per component, all registered in one
+//! Prometheus metrics. One struct per component, all registered in one
 //! registry; labels are bounded (route templates, never raw paths).
 
 use prometheus::{

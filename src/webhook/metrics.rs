@@ -1,4 +1,4 @@
-//! Webhook metrics (CONTRACT §7).
+//! Webhook metrics.
 
 use prometheus::{Gauge, HistogramVec, IntCounter, IntCounterVec, IntGauge, Registry};
 

@@ -1,4 +1,4 @@
-//! Webhook delivery (CONTRACT §5): Standard Webhooks signatures, the SSRF guard, the retry
+//! Webhook delivery: Standard Webhooks signatures, the SSRF guard, the retry
 //! schedule and the dispatcher pool's worker.
 
 pub mod dispatcher;
