@@ -220,33 +220,32 @@ pub async fn claim_due(
 ) -> Result<Vec<Claimed>, StoreError> {
     let stmt = c
         .prepare_cached(
-            // Endpoints with due deliveries, oldest first; each gets at most its free slots
-            // (the cap minus its live leases), so one endpoint's backlog neither takes every
-            // slot nor hides the other endpoints' due deliveries from the claim.
-            "WITH eps AS ( \
-               SELECT d.endpoint_id AS id, min(d.next_attempt_at) AS oldest FROM webhook_deliveries d \
+            // Endpoints whose in-flight attempts already fill their slots are left out of
+            // the scan, so one endpoint's backlog never hides the others' due deliveries;
+            // within the scanned rows, each endpoint gets at most its free slots.
+            "WITH full_eps AS ( \
+               SELECT endpoint_id FROM webhook_deliveries \
+               WHERE claim_token IS NOT NULL AND status IN ('pending', 'failed') AND next_attempt_at > now() \
+               GROUP BY endpoint_id HAVING count(*) >= $3 \
+             ), due AS ( \
+               SELECT d.id, d.endpoint_id, d.next_attempt_at FROM webhook_deliveries d \
+               JOIN webhook_endpoints e ON e.id = d.endpoint_id AND e.status = 'enabled' AND e.deleted_at IS NULL \
                WHERE d.status IN ('pending', 'failed') AND d.next_attempt_at <= now() \
-               GROUP BY d.endpoint_id \
-             ), ep AS ( \
-               SELECT id, free FROM ( \
-                 SELECT eps.id, eps.oldest, $3 - (SELECT count(*) FROM webhook_deliveries f \
-                     WHERE f.endpoint_id = eps.id AND f.claim_token IS NOT NULL \
-                       AND f.status IN ('pending', 'failed') AND f.next_attempt_at > now()) AS free \
-                 FROM eps JOIN webhook_endpoints e ON e.id = eps.id AND e.status = 'enabled' AND e.deleted_at IS NULL \
-               ) x WHERE free > 0 ORDER BY oldest LIMIT $1 \
-             ), cand AS ( \
-               SELECT c.id FROM ep CROSS JOIN LATERAL ( \
-                 SELECT d.id, d.next_attempt_at FROM webhook_deliveries d \
-                 WHERE d.endpoint_id = ep.id AND d.status IN ('pending', 'failed') AND d.next_attempt_at <= now() \
-                   AND NOT EXISTS (SELECT 1 FROM webhook_deliveries p \
-                     WHERE p.endpoint_id = d.endpoint_id AND p.payment_id = d.payment_id \
-                       AND p.sequence < d.sequence AND p.status IN ('pending', 'failed')) \
-                 ORDER BY d.next_attempt_at LIMIT ep.free \
-               ) c \
-             ), chosen AS ( \
-               SELECT d.id FROM webhook_deliveries d JOIN cand ON cand.id = d.id \
-               ORDER BY d.next_attempt_at LIMIT $1 \
+                 AND d.endpoint_id NOT IN (SELECT endpoint_id FROM full_eps) \
+                 AND NOT EXISTS (SELECT 1 FROM webhook_deliveries p \
+                   WHERE p.endpoint_id = d.endpoint_id AND p.payment_id = d.payment_id \
+                     AND p.sequence < d.sequence AND p.status IN ('pending', 'failed')) \
+               ORDER BY d.next_attempt_at LIMIT $1::bigint * 4 \
                FOR UPDATE OF d SKIP LOCKED \
+             ), ranked AS ( \
+               SELECT due.id, due.next_attempt_at, \
+                 row_number() OVER (PARTITION BY due.endpoint_id ORDER BY due.next_attempt_at) \
+                 + (SELECT count(*) FROM webhook_deliveries f \
+                    WHERE f.endpoint_id = due.endpoint_id AND f.claim_token IS NOT NULL \
+                      AND f.status IN ('pending', 'failed') AND f.next_attempt_at > now()) AS slot \
+               FROM due \
+             ), chosen AS ( \
+               SELECT id FROM ranked WHERE slot <= $3 ORDER BY next_attempt_at LIMIT $1 \
              ) \
              UPDATE webhook_deliveries d SET next_attempt_at = now() + make_interval(secs => $2), \
                claim_token = gen_random_uuid() \

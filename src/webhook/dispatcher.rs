@@ -226,7 +226,9 @@ impl Dispatcher {
         )
         .await?;
         drop(client);
-        self.busy = claimed.len() == self.batch;
+        // Anything claimed means more may be due: claim again at once. (A short batch no
+        // longer means an empty queue: the per-endpoint cap shortens batches.)
+        self.busy = !claimed.is_empty();
         if claimed.is_empty() {
             return Ok(0);
         }
@@ -267,7 +269,7 @@ impl Dispatcher {
 }
 
 impl Work for Dispatcher {
-    /// Back-to-back while the queue keeps a worker busy, the poll interval when idle.
+    /// Back-to-back while a claim finds work, the poll interval when it finds none.
     fn interval(&self) -> Duration {
         if self.busy {
             Duration::ZERO
