@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 SECS="${1:-60}"
 BIN="${CTRIP_BIN:-target/release/ctrip}"
-[ -n "${CTRIP_BIN:-}" ] || cargo build --release --quiet --bin ctrip
+[ -n "${CTRIP_BIN:-}" ] || cargo build --release --bin ctrip
 . scripts/gateway-lib.sh
 gateway_setup
 cat > "$WORK/gateway.toml" <<TOML

@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 # CTRIP_BIN=path measures another build.
 BIN="${CTRIP_BIN:-target/release/ctrip}"
-[ -n "${CTRIP_BIN:-}" ] || cargo build --release --quiet --bin ctrip
+[ -n "${CTRIP_BIN:-}" ] || cargo build --release --bin ctrip
 . scripts/gateway-lib.sh
 gateway_setup
 ulimit -n 65536 2>/dev/null || true

@@ -20,7 +20,7 @@ if [ ! -x "$ST" ]; then
   fi
   .tools/venv/bin/pip install -q "schemathesis>=4.32,<5" >&2
 fi
-cargo build --quiet --bin ctrip
+cargo build --bin ctrip   # shows progress: on a fresh machine this is the first full build
 
 . scripts/gateway-lib.sh
 gateway_setup
