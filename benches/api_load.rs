@@ -126,18 +126,18 @@ async fn bench() {
     s.database.pool_size = env_or("BENCH_POOL_SIZE", 16);
     s.wallet.mnemonic = Secret::new("test test test test test test test test test test test junk");
     s.admin.token = Secret::new("bench-admin-token-0123456789");
-    s.server.bind = "127.0.0.1:0".into();
-    s.telemetry.log_level = "warning".into();
+    s.server.bind = "127.0.0.1:0".parse().unwrap();
+    s.telemetry.log_level = "warning".parse().unwrap();
     s.chains = vec![ChainSettings {
         name: "devchain".into(),
         chain_id: 31337,
-        rpc_urls: vec![RpcUrl::new("http://127.0.0.1:9")],
-        poll_interval_ms: None,
+        rpc_urls: vec![RpcUrl::parse("http://127.0.0.1:9").unwrap()],
+        poll_interval: None,
         max_head_lag_blocks: 5,
         scan_batch_blocks: 500,
         native_symbol: "ETH".into(),
         confirmations: 3,
-        block_time_ms: 1000,
+        block_time: std::time::Duration::from_millis(1000),
         start_block: StartBlock::Latest,
         treasury: None,
         tokens: vec![],

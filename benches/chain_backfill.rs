@@ -41,8 +41,8 @@ fn settings(db: &str, chain: ChainSettings, tree: bool) -> Settings {
     // A fresh wallet: deposit addresses never coincide with anvil's funded accounts.
     s.wallet.mnemonic = Secret::new(HdWallet::generate_mnemonic().as_str());
     s.admin.token = Secret::new("bench-admin-token-0123456789");
-    s.server.bind = "127.0.0.1:0".into();
-    s.telemetry.log_level = "warning".into();
+    s.server.bind = "127.0.0.1:0".parse().unwrap();
+    s.telemetry.log_level = "warning".parse().unwrap();
     s.supervision.enabled = tree;
     s.webhooks.workers = 1;
     s.chains = vec![chain];
@@ -137,18 +137,18 @@ async fn bench() {
     let chain = ChainSettings {
         name: "bench".into(),
         chain_id: 31337,
-        rpc_urls: vec![RpcUrl::new(anvil.url())],
+        rpc_urls: vec![RpcUrl::parse(&anvil.url()).unwrap()],
         native_symbol: "ETH".into(),
         confirmations: 12,
-        block_time_ms: 1000,
-        poll_interval_ms: Some(poll_ms),
+        block_time: std::time::Duration::from_millis(1000),
+        poll_interval: Some(Duration::from_millis(poll_ms)),
         max_head_lag_blocks: 5,
         scan_batch_blocks: 500,
         start_block: StartBlock::Number(start),
         treasury: None,
         tokens: vec![TokenSettings {
             symbol: "DEMO".into(),
-            address: token.to_checksum(None),
+            address: token,
             decimals: 18,
         }],
     };
@@ -160,6 +160,7 @@ async fn bench() {
     let app = Application::build(s, log, true).await.unwrap();
     let base = format!("http://127.0.0.1:{}", app.port());
     let state = app.state().clone();
+    let metrics = app.metrics().clone();
     tokio::spawn(app.run_until_stopped(std::future::pending()));
     let merchant = ctrip::ops::create_merchant(&state.store, "bench")
         .await
@@ -215,7 +216,7 @@ async fn bench() {
         &chain,
         Duration::from_secs(10),
         state.chain_status.clone(),
-        state.metrics.chain.clone(),
+        metrics.chain.clone(),
     )
     .expect("rpc client");
     let mut scanner = Scanner::new(
@@ -223,8 +224,8 @@ async fn bench() {
         rpc,
         state.store.clone(),
         state.chain_status.clone(),
-        state.metrics.chain.clone(),
-        state.metrics.payments.clone(),
+        metrics.chain.clone(),
+        metrics.payments.clone(),
         state.log.clone(),
         86_400,
     );
@@ -260,7 +261,7 @@ async fn bench() {
     let anvil = Anvil::start(None).await.unwrap();
     let dev = DevChain::new(anvil.url());
     let mut chain = chain.clone();
-    chain.rpc_urls = vec![RpcUrl::new(anvil.url())];
+    chain.rpc_urls = vec![RpcUrl::parse(&anvil.url()).unwrap()];
     chain.tokens.clear();
     chain.start_block = StartBlock::Latest;
     let db = ctrip::devnet::create_database(&maintenance, "ctrip_bench")

@@ -58,8 +58,8 @@ fn settings(db: &str, mnemonic: &str, tree: bool) -> Settings {
     s.database.url = Secret::new(db);
     s.wallet.mnemonic = Secret::new(mnemonic);
     s.admin.token = Secret::new("bench-admin-token-0123456789");
-    s.server.bind = "127.0.0.1:0".into();
-    s.telemetry.log_level = "error".into();
+    s.server.bind = "127.0.0.1:0".parse().unwrap();
+    s.telemetry.log_level = "error".parse().unwrap();
     s.supervision.enabled = tree;
     s.webhooks.workers = 8;
     s.webhooks.allow_private_targets = true;
@@ -68,11 +68,11 @@ fn settings(db: &str, mnemonic: &str, tree: bool) -> Settings {
     s.chains = vec![ctrip::config::ChainSettings {
         name: "bench".into(),
         chain_id: 31337,
-        rpc_urls: vec![ctrip::config::RpcUrl::new("http://127.0.0.1:9")],
+        rpc_urls: vec![ctrip::config::RpcUrl::parse("http://127.0.0.1:9").unwrap()],
         native_symbol: "ETH".into(),
         confirmations: 2,
-        block_time_ms: 1000,
-        poll_interval_ms: Some(15_000),
+        block_time: std::time::Duration::from_millis(1000),
+        poll_interval: Some(std::time::Duration::from_millis(15_000)),
         max_head_lag_blocks: 5,
         scan_batch_blocks: 500,
         start_block: ctrip::config::StartBlock::Latest,

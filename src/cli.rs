@@ -205,23 +205,27 @@ async fn dev(config: Option<&Path>, port: u16) -> anyhow::Result<()> {
     // default accounts, and nothing here is worth keeping.
     s.wallet.mnemonic = Secret::new(HdWallet::generate_mnemonic().as_str());
     s.admin.token = Secret::new(uuid::Uuid::new_v4().simple().to_string());
-    s.server.bind = format!("127.0.0.1:{port}");
+    s.server.bind = std::net::SocketAddr::from(([127, 0, 0, 1], port));
     if s.chains.is_empty() {
         s.chains.push(ChainSettings {
             name: "anvil".into(),
             chain_id: 31337,
-            rpc_urls: vec![RpcUrl::new(anvil.url())],
-            poll_interval_ms: None,
+            rpc_urls: vec![
+                RpcUrl::parse(&anvil.url()).map_err(|e| anyhow::anyhow!("anvil url: {e}"))?
+            ],
+            poll_interval: None,
             max_head_lag_blocks: 5,
             scan_batch_blocks: 500,
             native_symbol: "ETH".into(),
             confirmations: 2,
-            block_time_ms: 1000,
+            block_time: std::time::Duration::from_secs(1),
             start_block: StartBlock::Number(0),
-            treasury: Some("0xa0Ee7A142d267C1f36714E4a8F75612F20a79720".into()),
+            treasury: Some(alloy::primitives::address!(
+                "a0Ee7A142d267C1f36714E4a8F75612F20a79720"
+            )),
             tokens: vec![TokenSettings {
                 symbol: "DEMO".into(),
-                address: token.to_checksum(None),
+                address: token,
                 decimals: 18,
             }],
         });

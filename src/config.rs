@@ -11,7 +11,10 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
+use std::time::Duration;
+
 use alloy::primitives::Address;
+use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize, Serializer};
 
 /// The defaults compiled into the binary, so that `ctrip` runs from any directory.
@@ -42,24 +45,32 @@ impl ConfigError {
     }
 }
 
-/// A secret string: never printed by `Debug` or `Serialize`.
-#[derive(Clone, Default, Deserialize, PartialEq, Eq)]
+/// A secret string: never printed by `Debug` or `Serialize`, zeroed in memory when dropped.
+#[derive(Clone, Default, Deserialize)]
 #[serde(transparent)]
-pub struct Secret(String);
+pub struct Secret(SecretString);
 
 impl Secret {
     /// Wraps a secret value.
     pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
+        Self(SecretString::from(value.into()))
     }
     /// The secret itself; callers must not log it.
     pub fn expose(&self) -> &str {
-        &self.0
+        self.0.expose_secret()
     }
     fn is_empty(&self) -> bool {
-        self.0.trim().is_empty()
+        self.expose().trim().is_empty()
     }
 }
+
+impl PartialEq for Secret {
+    fn eq(&self, other: &Self) -> bool {
+        self.expose() == other.expose()
+    }
+}
+
+impl Eq for Secret {}
 
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -77,8 +88,161 @@ impl Serialize for Secret {
     }
 }
 
+/// Durations written as whole milliseconds (`*_ms` keys) or seconds (`*_seconds` keys).
+mod duration {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub mod ms {
+        use super::*;
+        pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+            s.serialize_u64(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        }
+        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+            u64::deserialize(d).map(Duration::from_millis)
+        }
+    }
+
+    pub mod secs {
+        use super::*;
+        pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+            s.serialize_u64(d.as_secs())
+        }
+        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+            u64::deserialize(d).map(Duration::from_secs)
+        }
+    }
+
+    pub mod opt_ms {
+        use super::*;
+        pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+            match d {
+                Some(d) => super::ms::serialize(d, s),
+                None => s.serialize_none(),
+            }
+        }
+        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+            Option::<u64>::deserialize(d).map(|v| v.map(Duration::from_millis))
+        }
+    }
+
+    pub mod vec_ms {
+        use super::*;
+        use serde::ser::SerializeSeq;
+        pub fn serialize<S: Serializer>(v: &[Duration], s: S) -> Result<S::Ok, S::Error> {
+            let mut seq = s.serialize_seq(Some(v.len()))?;
+            for d in v {
+                seq.serialize_element(&u64::try_from(d.as_millis()).unwrap_or(u64::MAX))?;
+            }
+            seq.end()
+        }
+        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Duration>, D::Error> {
+            Vec::<u64>::deserialize(d).map(|v| v.into_iter().map(Duration::from_millis).collect())
+        }
+    }
+}
+
+/// A value parsed from its text form at load time (`FromStr`), shown as that text again.
+fn parse_text<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: FromStr,
+    T::Err: fmt::Display,
+{
+    let text = String::deserialize(d)?;
+    text.parse().map_err(serde::de::Error::custom)
+}
+
+/// A log level.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogLevel {
+    /// Everything.
+    Trace,
+    /// Debugging detail.
+    Debug,
+    /// Normal operation.
+    Info,
+    /// Something an operator should look at.
+    Warning,
+    /// A failure.
+    Error,
+    /// A failure that needs action now.
+    Critical,
+}
+
+impl LogLevel {
+    /// The configuration spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Trace => "trace",
+            Self::Debug => "debug",
+            Self::Info => "info",
+            Self::Warning => "warning",
+            Self::Error => "error",
+            Self::Critical => "critical",
+        }
+    }
+}
+
+impl FromStr for LogLevel {
+    type Err = &'static str;
+    fn from_str(name: &str) -> Result<Self, Self::Err> {
+        Ok(match name.to_ascii_lowercase().as_str() {
+            "trace" => Self::Trace,
+            "debug" => Self::Debug,
+            "info" => Self::Info,
+            "warn" | "warning" => Self::Warning,
+            "error" => Self::Error,
+            "critical" => Self::Critical,
+            _ => return Err("must be one of trace, debug, info, warning, error, critical"),
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for LogLevel {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        parse_text(d)
+    }
+}
+
+impl Serialize for LogLevel {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+/// The access log's level, or `off`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AccessLogLevel(pub Option<LogLevel>);
+
+impl FromStr for AccessLogLevel {
+    type Err = &'static str;
+    fn from_str(name: &str) -> Result<Self, Self::Err> {
+        if name.eq_ignore_ascii_case("off") {
+            return Ok(Self(None));
+        }
+        name.parse()
+            .map(|l| Self(Some(l)))
+            .map_err(|_| "must be one of trace, debug, info, warning, error, critical, off")
+    }
+}
+
+impl<'de> Deserialize<'de> for AccessLogLevel {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        parse_text(d)
+    }
+}
+
+impl Serialize for AccessLogLevel {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.0.map_or("off", LogLevel::as_str))
+    }
+}
+
 /// All settings of one gateway process.
 #[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
 pub struct Settings {
     /// HTTP server.
     pub server: ServerSettings,
@@ -103,30 +267,40 @@ pub struct Settings {
 
 /// `[server]`
 #[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
 pub struct ServerSettings {
     /// Listen address, e.g. `127.0.0.1:8080`; port 0 picks a free port.
-    pub bind: String,
+    #[serde(deserialize_with = "parse_text")]
+    pub bind: SocketAddr,
     /// Largest accepted request body.
     pub request_body_limit_bytes: u64,
     /// A request head must arrive within this (the connection is closed otherwise); it also
     /// bounds how long a keep-alive connection waits for its next request.
-    pub header_read_timeout_ms: u64,
+    #[serde(rename = "header_read_timeout_ms", with = "duration::ms")]
+    pub header_read_timeout: Duration,
     /// A request body must arrive within this (408 otherwise).
-    pub request_timeout_ms: u64,
+    #[serde(rename = "request_timeout_ms", with = "duration::ms")]
+    pub request_timeout: Duration,
     /// A connection with no traffic either way for this long is closed.
-    pub idle_timeout_ms: u64,
+    #[serde(rename = "idle_timeout_ms", with = "duration::ms")]
+    pub idle_timeout: Duration,
     /// The largest request head accepted (431 beyond); it bounds per-connection memory.
     pub max_header_bytes: usize,
     /// Concurrent connections at most; past it a new connection gets 503 and is closed.
     pub max_connections: usize,
     /// A separate listen address for `/metrics` and `/health/detail`; when set they are
     /// served only there (`/health/live` and `/health/ready` stay on both).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ops_bind: Option<String>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "parse_opt_text"
+    )]
+    pub ops_bind: Option<SocketAddr>,
 }
 
 /// `[database]`
 #[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
 pub struct DatabaseSettings {
     /// Connection URL; it usually holds a password, so it is a secret.
     #[serde(default, serialize_with = "serialize_db_url")]
@@ -137,13 +311,16 @@ pub struct DatabaseSettings {
     /// Most connections the pool opens.
     pub pool_size: usize,
     /// Server-side `statement_timeout` for every connection.
-    pub statement_timeout_ms: u64,
+    #[serde(rename = "statement_timeout_ms", with = "duration::ms")]
+    pub statement_timeout: Duration,
     /// How long opening a connection may take.
-    pub connect_timeout_ms: u64,
+    #[serde(rename = "connect_timeout_ms", with = "duration::ms")]
+    pub connect_timeout: Duration,
 }
 
 /// `[wallet]`
 #[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
 pub struct WalletSettings {
     /// BIP-39 mnemonic.
     #[serde(default)]
@@ -158,52 +335,95 @@ pub struct WalletSettings {
 
 /// `[payments]`
 #[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
 pub struct PaymentSettings {
     /// `expires_in` when a create request gives none.
-    pub default_expires_in_seconds: u64,
+    #[serde(rename = "default_expires_in_seconds", with = "duration::secs")]
+    pub default_expires_in: Duration,
     /// Largest `expires_in` a merchant may ask for.
-    pub max_expires_in_seconds: u64,
+    #[serde(rename = "max_expires_in_seconds", with = "duration::secs")]
+    pub max_expires_in: Duration,
     /// How long an expired payment's address stays watched for late funds.
-    pub late_funds_window_seconds: u64,
+    #[serde(rename = "late_funds_window_seconds", with = "duration::secs")]
+    pub late_funds_window: Duration,
 }
 
 /// `[webhooks]`
 #[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
 pub struct WebhookSettings {
     /// Dispatcher pool size.
     pub workers: usize,
     /// Timeout of one delivery attempt.
-    pub request_timeout_ms: u64,
+    #[serde(rename = "request_timeout_ms", with = "duration::ms")]
+    pub request_timeout: Duration,
     /// Attempts before a delivery is dead.
     pub max_attempts: u32,
     /// Allow loopback/private targets (dev and tests only).
     pub allow_private_targets: bool,
     /// Delay after each failed attempt, in milliseconds (the last entry repeats).
-    pub retry_schedule_ms: Vec<u64>,
+    #[serde(rename = "retry_schedule_ms", with = "duration::vec_ms")]
+    pub retry_schedule: Vec<Duration>,
     /// How often an idle dispatcher looks for due deliveries.
-    pub poll_interval_ms: u64,
+    #[serde(rename = "poll_interval_ms", with = "duration::ms")]
+    pub poll_interval: Duration,
     /// Deliveries one worker claims and sends concurrently per tick.
     pub batch_size: usize,
     /// Default grace period of a secret rotation.
-    pub rotation_grace_seconds: u64,
+    #[serde(rename = "rotation_grace_seconds", with = "duration::secs")]
+    pub rotation_grace: Duration,
     /// `webhooks:oldestPendingAge` turns `warn` past this.
-    pub backlog_warn_seconds: u64,
+    #[serde(rename = "backlog_warn_seconds", with = "duration::secs")]
+    pub backlog_warn: Duration,
     /// Attempts in flight to one endpoint at most, across the pool.
     pub max_in_flight_per_endpoint: u32,
     /// Ports a webhook URL may name: single ports and `low-high` ranges.
-    pub allowed_ports: Vec<String>,
+    pub allowed_ports: PortPolicy,
     /// Webhook endpoints one merchant may have (deleted ones do not count).
     pub max_endpoints_per_merchant: u32,
     /// An explicit HTTP(S) proxy for deliveries. Unset: no proxy, whatever `HTTP_PROXY` and
     /// `HTTPS_PROXY` say (a proxy resolves names itself, out of the SSRF guard's sight).
-    #[serde(default)]
-    pub proxy: Option<String>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "parse_opt_text"
+    )]
+    pub proxy: Option<ProxyUrl>,
 }
 
 /// The ports a webhook URL may name (by default 80, 443 and every port from 1024), so the
-/// attempt log cannot be used to scan the well-known services of a host.
+/// attempt log cannot be used to scan the well-known services of a host. Written as a list
+/// of single ports and `low-high` ranges.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PortPolicy(Vec<(u16, u16)>);
+
+impl<'de> Deserialize<'de> for PortPolicy {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let entries = Vec::<String>::deserialize(d)?;
+        Self::parse(&entries).ok_or_else(|| {
+            serde::de::Error::custom(
+                "must be a list of ports or ranges such as \"80\", \"1024-65535\"",
+            )
+        })
+    }
+}
+
+impl Serialize for PortPolicy {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let entries: Vec<String> = self
+            .0
+            .iter()
+            .map(|(a, b)| {
+                if a == b {
+                    a.to_string()
+                } else {
+                    format!("{a}-{b}")
+                }
+            })
+            .collect();
+        entries.serialize(s)
+    }
+}
 
 impl PortPolicy {
     /// Parses `"80"`, `"1024-65535"` entries; `None` if one is malformed.
@@ -229,11 +449,12 @@ impl PortPolicy {
 
 /// `[telemetry]`
 #[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
 pub struct TelemetrySettings {
     /// `json` or `pretty`.
     pub log_format: LogFormat,
     /// `trace`, `debug`, `info`, `warning`, `error` or `critical`.
-    pub log_level: String,
+    pub log_level: LogLevel,
     /// Sentry DSN; errors go to Sentry when set.
     #[serde(default)]
     pub sentry_dsn: Secret,
@@ -243,11 +464,11 @@ pub struct TelemetrySettings {
     /// The level of the one access-log line every HTTP request writes (a log level, or
     /// `off`).
     #[serde(default = "default_access_log_level")]
-    pub access_log_level: String,
+    pub access_log_level: AccessLogLevel,
 }
 
-fn default_access_log_level() -> String {
-    "info".into()
+fn default_access_log_level() -> AccessLogLevel {
+    AccessLogLevel(Some(LogLevel::Info))
 }
 
 /// Log line format.
@@ -262,6 +483,7 @@ pub enum LogFormat {
 
 /// `[admin]`
 #[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
 pub struct AdminSettings {
     /// Bearer token for `/admin/v1/*`.
     #[serde(default)]
@@ -273,36 +495,49 @@ pub struct AdminSettings {
 
 /// `[supervision]`
 #[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
 pub struct SupervisionSettings {
     /// Run the actor tree (false for API-only processes and API tests).
     pub enabled: bool,
     /// How often supervisors look for stalled children.
-    pub watchdog_interval_ms: u64,
+    #[serde(rename = "watchdog_interval_ms", with = "duration::ms")]
+    pub watchdog_interval: Duration,
     /// A worker with no progress for this long is killed and restarted; 0 derives it per
     /// chain as max(30 s, 10 ticks).
-    pub stall_timeout_ms: u64,
+    #[serde(rename = "stall_timeout_ms", with = "duration::ms")]
+    pub stall_timeout: Duration,
     /// Worker restart backoff, first delay.
-    pub restart_backoff_min_ms: u64,
+    #[serde(rename = "restart_backoff_min_ms", with = "duration::ms")]
+    pub restart_backoff_min: Duration,
     /// Worker restart backoff, cap.
-    pub restart_backoff_max_ms: u64,
+    #[serde(rename = "restart_backoff_max_ms", with = "duration::ms")]
+    pub restart_backoff_max: Duration,
     /// A chain melts down after more than this many worker restarts ...
     pub chain_max_restarts: usize,
     /// ... within this window; the root then retries the whole chain slowly.
-    pub chain_restart_window_ms: u64,
+    #[serde(rename = "chain_restart_window_ms", with = "duration::ms")]
+    pub chain_restart_window: Duration,
     /// Backoff of the root's retries of a melted-down chain, first delay.
-    pub chain_retry_min_ms: u64,
+    #[serde(rename = "chain_retry_min_ms", with = "duration::ms")]
+    pub chain_retry_min: Duration,
     /// Backoff of the root's retries of a melted-down chain, cap.
-    pub chain_retry_max_ms: u64,
+    #[serde(rename = "chain_retry_max_ms", with = "duration::ms")]
+    pub chain_retry_max: Duration,
     /// How long an actor may take to stop before it is killed.
-    pub shutdown_timeout_ms: u64,
+    #[serde(rename = "shutdown_timeout_ms", with = "duration::ms")]
+    pub shutdown_timeout: Duration,
     /// RPC request timeout.
-    pub rpc_timeout_ms: u64,
+    #[serde(rename = "rpc_timeout_ms", with = "duration::ms")]
+    pub rpc_timeout: Duration,
     /// A failed tick is retried after this delay, doubling per consecutive failure ...
-    pub tick_retry_min_ms: u64,
+    #[serde(rename = "tick_retry_min_ms", with = "duration::ms")]
+    pub tick_retry_min: Duration,
     /// ... up to this cap, whatever the worker's own interval (a dead RPC never spins).
-    pub tick_retry_max_ms: u64,
+    #[serde(rename = "tick_retry_max_ms", with = "duration::ms")]
+    pub tick_retry_max: Duration,
     /// How often the idempotency-key purge runs; keys older than a day are deleted.
-    pub idempotency_purge_interval_ms: u64,
+    #[serde(rename = "idempotency_purge_interval_ms", with = "duration::ms")]
+    pub idempotency_purge_interval: Duration,
 }
 
 /// Where a fresh scan cursor begins.
@@ -342,30 +577,41 @@ impl Serialize for StartBlock {
     }
 }
 
+/// An http(s) URL with a host, checked once at load time.
+fn http_url(text: &str) -> Result<url::Url, &'static str> {
+    match url::Url::parse(text) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host_str().is_some() => Ok(u),
+        _ => Err("must be an http(s) URL"),
+    }
+}
+
 /// An RPC endpoint URL. URLs often embed provider keys, so only the host is ever shown.
-#[derive(Clone, Deserialize, PartialEq, Eq)]
-#[serde(transparent)]
-pub struct RpcUrl(String);
+#[derive(Clone, PartialEq, Eq)]
+pub struct RpcUrl(url::Url);
 
 impl RpcUrl {
-    /// Wraps a URL.
-    pub fn new(url: impl Into<String>) -> Self {
-        Self(url.into())
+    /// Parses an http(s) URL.
+    pub fn parse(text: &str) -> Result<Self, &'static str> {
+        http_url(text).map(Self)
     }
     /// The full URL, for the HTTP client only.
-    pub fn expose(&self) -> &str {
+    pub fn expose(&self) -> &url::Url {
         &self.0
     }
     /// `host[:port]`, safe for logs, health output and metrics.
     pub fn host(&self) -> String {
-        match url::Url::parse(&self.0) {
-            Ok(u) => match (u.host_str(), u.port()) {
-                (Some(h), Some(p)) => format!("{h}:{p}"),
-                (Some(h), None) => h.to_string(),
-                _ => "invalid-url".into(),
-            },
-            Err(_) => "invalid-url".into(),
+        match (self.0.host_str(), self.0.port()) {
+            (Some(h), Some(p)) => format!("{h}:{p}"),
+            (Some(h), None) => h.to_string(),
+            _ => "invalid-url".into(),
         }
+    }
+}
+
+impl FromStr for RpcUrl {
+    type Err = &'static str;
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        Self::parse(text)
     }
 }
 
@@ -375,14 +621,75 @@ impl fmt::Debug for RpcUrl {
     }
 }
 
+impl fmt::Display for RpcUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.host())
+    }
+}
+
+impl<'de> Deserialize<'de> for RpcUrl {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        parse_text(d)
+    }
+}
+
 impl Serialize for RpcUrl {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(&self.host())
     }
 }
 
+/// The webhook proxy's URL (http or https). It may carry credentials, so only the host is
+/// shown.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ProxyUrl(url::Url);
+
+impl ProxyUrl {
+    /// The full URL, for the HTTP client only.
+    pub fn expose(&self) -> &url::Url {
+        &self.0
+    }
+}
+
+impl FromStr for ProxyUrl {
+    type Err = &'static str;
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        url::Url::parse(text)
+            .ok()
+            .filter(|u| matches!(u.scheme(), "http" | "https"))
+            .map(Self)
+            .ok_or("must be an http or https URL")
+    }
+}
+
+impl fmt::Debug for ProxyUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", self.0.host_str().unwrap_or(""))
+    }
+}
+
+impl Serialize for ProxyUrl {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.0.host_str().unwrap_or(""))
+    }
+}
+
+/// Like [`parse_text`], for an optional value.
+fn parse_opt_text<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: FromStr,
+    T::Err: fmt::Display,
+{
+    match Option::<String>::deserialize(d)? {
+        None => Ok(None),
+        Some(text) => text.parse().map(Some).map_err(serde::de::Error::custom),
+    }
+}
+
 /// `[[chains]]`
 #[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
 pub struct ChainSettings {
     /// Label used in the API, metrics and health.
     pub name: String,
@@ -396,10 +703,16 @@ pub struct ChainSettings {
     /// Default confirmations for payments on this chain.
     pub confirmations: u32,
     /// Expected block interval.
-    pub block_time_ms: u64,
+    #[serde(rename = "block_time_ms", with = "duration::ms")]
+    pub block_time: Duration,
     /// Scanner and confirmer tick; defaults to `block_time_ms` (within 250 ms..15 s).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub poll_interval_ms: Option<u64>,
+    #[serde(
+        rename = "poll_interval_ms",
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "duration::opt_ms"
+    )]
+    pub poll_interval: Option<Duration>,
     /// An endpoint whose head trails the best by more than this is avoided.
     #[serde(default = "default_max_head_lag")]
     pub max_head_lag_blocks: u64,
@@ -412,7 +725,7 @@ pub struct ChainSettings {
     pub start_block: StartBlock,
     /// Where swept funds go.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub treasury: Option<String>,
+    pub treasury: Option<Address>,
     /// ERC-20 tokens accepted on this chain.
     #[serde(default)]
     pub tokens: Vec<TokenSettings>,
@@ -420,11 +733,11 @@ pub struct ChainSettings {
 
 impl ChainSettings {
     /// How often the chain's workers tick.
-    pub fn poll_interval(&self) -> std::time::Duration {
-        std::time::Duration::from_millis(
-            self.poll_interval_ms
-                .unwrap_or_else(|| self.block_time_ms.clamp(250, 15_000)),
-        )
+    pub fn poll_interval(&self) -> Duration {
+        self.poll_interval.unwrap_or_else(|| {
+            self.block_time
+                .clamp(Duration::from_millis(250), Duration::from_secs(15))
+        })
     }
 }
 
@@ -446,11 +759,12 @@ fn default_start_block() -> StartBlock {
 
 /// `[[chains.tokens]]`
 #[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
 pub struct TokenSettings {
     /// Ticker, unique on its chain.
     pub symbol: String,
     /// Contract address.
-    pub address: String,
+    pub address: Address,
     /// ERC-20 decimals.
     pub decimals: u8,
 }
@@ -567,7 +881,6 @@ impl Settings {
 
     /// Checks every value; the first problem is returned as a one-line error naming its key.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        self.server_bind()?;
         if self.server.request_body_limit_bytes < 1024 {
             return Err(ConfigError::invalid(
                 "server.request_body_limit_bytes",
@@ -611,14 +924,13 @@ impl Settings {
             ));
         }
         let p = &self.payments;
-        if p.max_expires_in_seconds > 366 * 86_400 {
+        if p.max_expires_in > Duration::from_secs(366 * 86_400) {
             return Err(ConfigError::invalid(
                 "payments.max_expires_in_seconds",
                 "must be at most one year (31622400)",
             ));
         }
-        if p.default_expires_in_seconds < 60
-            || p.default_expires_in_seconds > p.max_expires_in_seconds
+        if p.default_expires_in < Duration::from_secs(60) || p.default_expires_in > p.max_expires_in
         {
             return Err(ConfigError::invalid(
                 "payments.default_expires_in_seconds",
@@ -631,13 +943,13 @@ impl Settings {
                 "must be between 1 and 256",
             ));
         }
-        if self.webhooks.retry_schedule_ms.is_empty() {
+        if self.webhooks.retry_schedule.is_empty() {
             return Err(ConfigError::invalid(
                 "webhooks.retry_schedule_ms",
                 "must not be empty",
             ));
         }
-        if self.webhooks.poll_interval_ms == 0
+        if self.webhooks.poll_interval.is_zero()
             || self.webhooks.batch_size == 0
             || self.webhooks.batch_size > 1000
         {
@@ -646,7 +958,7 @@ impl Settings {
                 "poll_interval_ms must be positive and batch_size between 1 and 1000",
             ));
         }
-        if self.webhooks.request_timeout_ms == 0 {
+        if self.webhooks.request_timeout.is_zero() {
             return Err(ConfigError::invalid(
                 "webhooks.request_timeout_ms",
                 "must be positive",
@@ -658,19 +970,13 @@ impl Settings {
                 "must be at least 1",
             ));
         }
-        if crate::telemetry::parse_level(&self.telemetry.log_level).is_none() {
-            return Err(ConfigError::invalid(
-                "telemetry.log_level",
-                "must be one of trace, debug, info, warning, error, critical",
-            ));
-        }
         let sv = &self.server;
         for (key, v) in [
-            ("server.header_read_timeout_ms", sv.header_read_timeout_ms),
-            ("server.request_timeout_ms", sv.request_timeout_ms),
-            ("server.idle_timeout_ms", sv.idle_timeout_ms),
+            ("server.header_read_timeout_ms", sv.header_read_timeout),
+            ("server.request_timeout_ms", sv.request_timeout),
+            ("server.idle_timeout_ms", sv.idle_timeout),
         ] {
-            if v == 0 {
+            if v.is_zero() {
                 return Err(ConfigError::invalid(key, "must be positive"));
             }
         }
@@ -686,65 +992,40 @@ impl Settings {
                 "must be positive",
             ));
         }
-        self.ops_bind()?;
-        if let Some(p) = &self.webhooks.proxy {
-            if url::Url::parse(p).map_or(true, |u| !matches!(u.scheme(), "http" | "https")) {
-                return Err(ConfigError::invalid(
-                    "webhooks.proxy",
-                    "must be an http or https URL",
-                ));
-            }
-        }
-        if PortPolicy::parse(&self.webhooks.allowed_ports).is_none() {
-            return Err(ConfigError::invalid(
-                "webhooks.allowed_ports",
-                "must be a list of ports or ranges such as \"80\", \"1024-65535\"",
-            ));
-        }
-        let access = &self.telemetry.access_log_level;
-        if access != "off" && crate::telemetry::parse_level(access).is_none() {
-            return Err(ConfigError::invalid(
-                "telemetry.access_log_level",
-                "must be one of trace, debug, info, warning, error, critical, off",
-            ));
-        }
         let sv = &self.supervision;
         for (key, v) in [
-            ("supervision.watchdog_interval_ms", sv.watchdog_interval_ms),
-            (
-                "supervision.restart_backoff_min_ms",
-                sv.restart_backoff_min_ms,
-            ),
+            ("supervision.watchdog_interval_ms", sv.watchdog_interval),
+            ("supervision.restart_backoff_min_ms", sv.restart_backoff_min),
             (
                 "supervision.chain_restart_window_ms",
-                sv.chain_restart_window_ms,
+                sv.chain_restart_window,
             ),
-            ("supervision.chain_retry_min_ms", sv.chain_retry_min_ms),
-            ("supervision.shutdown_timeout_ms", sv.shutdown_timeout_ms),
-            ("supervision.rpc_timeout_ms", sv.rpc_timeout_ms),
-            ("supervision.tick_retry_min_ms", sv.tick_retry_min_ms),
+            ("supervision.chain_retry_min_ms", sv.chain_retry_min),
+            ("supervision.shutdown_timeout_ms", sv.shutdown_timeout),
+            ("supervision.rpc_timeout_ms", sv.rpc_timeout),
+            ("supervision.tick_retry_min_ms", sv.tick_retry_min),
             (
                 "supervision.idempotency_purge_interval_ms",
-                sv.idempotency_purge_interval_ms,
+                sv.idempotency_purge_interval,
             ),
         ] {
-            if v == 0 {
+            if v.is_zero() {
                 return Err(ConfigError::invalid(key, "must be positive"));
             }
         }
-        if sv.restart_backoff_max_ms < sv.restart_backoff_min_ms {
+        if sv.restart_backoff_max < sv.restart_backoff_min {
             return Err(ConfigError::invalid(
                 "supervision.restart_backoff_max_ms",
                 "must be at least restart_backoff_min_ms",
             ));
         }
-        if sv.tick_retry_max_ms < sv.tick_retry_min_ms {
+        if sv.tick_retry_max < sv.tick_retry_min {
             return Err(ConfigError::invalid(
                 "supervision.tick_retry_max_ms",
                 "must be at least tick_retry_min_ms",
             ));
         }
-        if sv.chain_retry_max_ms < sv.chain_retry_min_ms {
+        if sv.chain_retry_max < sv.chain_retry_min {
             return Err(ConfigError::invalid(
                 "supervision.chain_retry_max_ms",
                 "must be at least chain_retry_min_ms",
@@ -781,24 +1062,13 @@ impl Settings {
             if c.rpc_urls.is_empty() {
                 return Err(ConfigError::invalid(key("rpc_urls"), "must not be empty"));
             }
-            for (j, u) in c.rpc_urls.iter().enumerate() {
-                let ok = url::Url::parse(u.expose())
-                    .map(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some())
-                    .unwrap_or(false);
-                if !ok {
-                    return Err(ConfigError::invalid(
-                        format!("chains[{i}].rpc_urls[{j}]"),
-                        "must be an http(s) URL",
-                    ));
-                }
-            }
             if c.confirmations == 0 || c.confirmations > 10_000 {
                 return Err(ConfigError::invalid(
                     key("confirmations"),
                     "must be between 1 and 10000",
                 ));
             }
-            if c.poll_interval_ms == Some(0) {
+            if c.poll_interval == Some(Duration::ZERO) {
                 return Err(ConfigError::invalid(
                     key("poll_interval_ms"),
                     "must be positive",
@@ -810,19 +1080,11 @@ impl Settings {
                     "must be between 1 and 10000",
                 ));
             }
-            if c.block_time_ms == 0 {
+            if c.block_time.is_zero() {
                 return Err(ConfigError::invalid(
                     key("block_time_ms"),
                     "must be positive",
                 ));
-            }
-            if let Some(t) = &c.treasury {
-                if Address::from_str(t).is_err() {
-                    return Err(ConfigError::invalid(
-                        key("treasury"),
-                        "not a 20-byte hex address",
-                    ));
-                }
             }
             let mut symbols = std::collections::HashSet::new();
             let mut addrs = std::collections::HashSet::new();
@@ -843,14 +1105,11 @@ impl Settings {
                         "must be 1-16 letters or digits, unique on the chain, not \"native\"",
                     ));
                 }
-                match Address::from_str(&t.address) {
-                    Ok(a) if addrs.insert(a) => {}
-                    _ => {
-                        return Err(ConfigError::invalid(
-                            tkey("address"),
-                            "must be a unique 20-byte hex address",
-                        ))
-                    }
+                if !addrs.insert(t.address) {
+                    return Err(ConfigError::invalid(
+                        tkey("address"),
+                        "must be a unique 20-byte hex address",
+                    ));
                 }
                 if t.decimals > 77 {
                     return Err(ConfigError::invalid(tkey("decimals"), "must be at most 77"));
@@ -858,29 +1117,6 @@ impl Settings {
             }
         }
         Ok(())
-    }
-
-    /// The parsed listen address.
-    pub fn server_bind(&self) -> Result<SocketAddr, ConfigError> {
-        self.server.bind.parse().map_err(|_| {
-            ConfigError::invalid("server.bind", "must be host:port, e.g. 127.0.0.1:8080")
-        })
-    }
-
-    /// The operator listen address, if one is configured.
-    pub fn ops_bind(&self) -> Result<Option<SocketAddr>, ConfigError> {
-        self.server
-            .ops_bind
-            .as_deref()
-            .map(|b| {
-                b.parse().map_err(|_| {
-                    ConfigError::invalid(
-                        "server.ops_bind",
-                        "must be host:port, e.g. 127.0.0.1:9090",
-                    )
-                })
-            })
-            .transpose()
     }
 
     /// The configuration as TOML with every secret redacted, for `ctrip config check`.
@@ -943,13 +1179,13 @@ mod tests {
         s.chains.push(ChainSettings {
             name: "eth".into(),
             chain_id: 1,
-            rpc_urls: vec![RpcUrl::new("https://rpc.example.com/v2/SECRETKEY")],
+            rpc_urls: vec![RpcUrl::parse("https://rpc.example.com/v2/SECRETKEY").unwrap()],
             max_head_lag_blocks: 5,
             scan_batch_blocks: 500,
-            poll_interval_ms: None,
+            poll_interval: None,
             native_symbol: "ETH".into(),
             confirmations: 12,
-            block_time_ms: 12000,
+            block_time: std::time::Duration::from_millis(12000),
             start_block: StartBlock::Latest,
             treasury: None,
             tokens: vec![],
@@ -985,27 +1221,67 @@ mod tests {
         let s =
             Settings::load_layers(Path::new("config"), Some("docker"), None, false).expect("loads");
         assert_eq!(s.chains[0].start_block, StartBlock::Number(0));
-        assert_eq!(s.server.bind, "0.0.0.0:8080");
+        assert_eq!(s.server.bind.to_string(), "0.0.0.0:8080");
+    }
+
+    /// Loads the shipped defaults with `toml` as the `--config` layer.
+    fn load_with(toml: &str) -> Result<Settings, ConfigError> {
+        let path = std::env::temp_dir().join(format!("ctrip-config-{}.toml", uuid::Uuid::new_v4()));
+        std::fs::write(&path, toml).expect("temp file");
+        let r = Settings::load_layers(Path::new("config"), None, Some(&path), false);
+        let _ = std::fs::remove_file(&path);
+        r
+    }
+
+    fn load_error(toml: &str) -> String {
+        let e = load_with(toml).expect_err("refused").to_string();
+        assert!(!e.contains('\n'), "one line: {e}");
+        e
     }
 
     #[test]
     fn chain_errors_name_the_key() {
-        let mut s = base();
-        s.chains.push(ChainSettings {
-            name: "eth".into(),
-            chain_id: 1,
-            rpc_urls: vec![RpcUrl::new("ftp://x")],
-            max_head_lag_blocks: 5,
-            scan_batch_blocks: 500,
-            poll_interval_ms: None,
-            native_symbol: "ETH".into(),
-            confirmations: 12,
-            block_time_ms: 12000,
-            start_block: StartBlock::Number(5),
-            treasury: None,
-            tokens: vec![],
-        });
-        let e = s.validate().unwrap_err().to_string();
-        assert!(e.contains("chains[0].rpc_urls[0]"), "{e}");
+        let e = load_error(
+            "[[chains]]\nname = \"eth\"\nchain_id = 1\nrpc_urls = [\"ftp://x\"]\nconfirmations = 12\nblock_time_ms = 12000\n",
+        );
+        assert!(e.contains("rpc_urls") && e.contains("http(s)"), "{e}");
+        let e = load_error(
+            "[[chains]]\nname = \"eth\"\nchain_id = 1\nrpc_urls = [\"http://x\"]\nconfirmations = 12\nblock_time_ms = 12000\ntreasury = \"0x12\"\n",
+        );
+        assert!(e.contains("treasury"), "{e}");
+    }
+
+    #[test]
+    fn an_unknown_key_in_any_layer_is_an_error_naming_it() {
+        let e = load_error("[telemetry]\notlp_endpiont = \"http://collector:4317\"\n");
+        assert!(e.contains("otlp_endpiont"), "{e}");
+        let e = load_error("[sever]\nbind = \"127.0.0.1:1\"\n");
+        assert!(e.contains("sever"), "{e}");
+        let e = load_error(
+            "[[chains]]\nname = \"eth\"\nchain_id = 1\nrpc_urls = [\"http://x\"]\nconfirmations = 12\nblock_time_ms = 12000\ntreasurey = \"0x12\"\n",
+        );
+        assert!(e.contains("treasurey"), "{e}");
+    }
+
+    #[test]
+    fn values_are_parsed_into_types_at_load_naming_the_key() {
+        let e = load_error("[server]\nbind = \"localhost\"\n");
+        assert!(e.contains("server.bind"), "{e}");
+        let e = load_error("[telemetry]\nlog_level = \"loud\"\n");
+        assert!(
+            e.contains("telemetry.log_level") && e.contains("trace"),
+            "{e}"
+        );
+        let e = load_error("[webhooks]\nproxy = \"socks://x\"\n");
+        assert!(e.contains("webhooks.proxy"), "{e}");
+        let e = load_error("[webhooks]\nallowed_ports = [\"99999\"]\n");
+        assert!(e.contains("webhooks.allowed_ports"), "{e}");
+        let s = load_with(
+            "[server]\nbind = \"0.0.0.0:9000\"\nrequest_timeout_ms = 1500\n[telemetry]\naccess_log_level = \"off\"\n",
+        )
+        .expect("loads");
+        assert_eq!(s.server.bind.port(), 9000);
+        assert_eq!(s.server.request_timeout, Duration::from_millis(1500));
+        assert_eq!(s.telemetry.access_log_level, AccessLogLevel(None));
     }
 }

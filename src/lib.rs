@@ -16,3 +16,4 @@ pub mod supervision;
 pub mod telemetry;
 pub mod wallet;
 pub mod webhook;
+pub mod worker;

@@ -34,7 +34,8 @@ pub async fn restart_actor(
     authorize(state, req)?;
     // 404 for an actor the configuration does not have; 409 for one that exists but is not
     // running right now (restarting, or its chain melted down).
-    let known = crate::supervision::tree::actor_labels(&state.settings)
+    let known = state
+        .known_actors
         .iter()
         .any(|(c, a)| a == actor && (c == chain || (c.is_empty() && chain == "webhooks")));
     if !known {

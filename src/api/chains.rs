@@ -50,11 +50,7 @@ pub async fn list(state: &AppState, req: &ApiRequest) -> ApiResult {
                 assets.push(AssetObject {
                     asset: &t.symbol,
                     symbol: &t.symbol,
-                    contract: t
-                        .address
-                        .parse::<alloy::primitives::Address>()
-                        .ok()
-                        .map(|a| a.to_checksum(None)),
+                    contract: Some(t.address.to_checksum(None)),
                     decimals: t.decimals,
                 });
             }
@@ -63,7 +59,7 @@ pub async fn list(state: &AppState, req: &ApiRequest) -> ApiResult {
                 name: &c.name,
                 chain_id: c.chain_id,
                 confirmations: c.confirmations,
-                block_time_ms: c.block_time_ms,
+                block_time_ms: u64::try_from(c.block_time.as_millis()).unwrap_or(u64::MAX),
                 assets,
             }
         })

@@ -58,14 +58,7 @@ pub async fn metrics(state: &AppState) -> ApiResult {
         .map(|c| c.name.clone())
         .collect();
     state.metrics.actors.refresh(&state.registry, &chains);
-    let pool = state.store.pool_status();
-    let db = &state.metrics.db;
-    let idle = pool.available as i64;
-    db.connections.with_label_values(&["idle"]).set(idle);
-    db.connections
-        .with_label_values(&["in_use"])
-        .set(pool.size as i64 - idle);
-    db.waiting.set(pool.waiting as i64);
+    state.metrics.db.refresh(&state.store);
     if let Ok(c) = state.store.client().await {
         if let Ok((n, age)) = crate::store::webhooks::backlog(&c).await {
             let w = &state.metrics.webhooks;
@@ -76,7 +69,7 @@ pub async fn metrics(state: &AppState) -> ApiResult {
     Ok(bytes_response(
         StatusCode::OK,
         "text/plain; version=0.0.4",
-        Bytes::from(state.metrics.render()),
+        Bytes::from(crate::telemetry::metrics::render(&state.metrics.registry)),
     ))
 }
 
@@ -308,7 +301,7 @@ pub async fn detail(state: &AppState) -> ApiResult {
     } else {
         None
     };
-    let warn_after = state.settings.webhooks.backlog_warn_seconds as f64;
+    let warn_after = state.settings.webhooks.backlog_warn.as_secs_f64();
     let (depth, age, age_status, out) = match backlog {
         Some((n, a)) if a > warn_after => (
             json!(n),

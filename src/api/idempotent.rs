@@ -49,7 +49,7 @@ pub fn request_hash(req: &ApiRequest) -> Vec<u8> {
 }
 
 fn replay(status: u16, body: Vec<u8>, state: &AppState) -> ApiResult {
-    state.metrics.idempotent_replays.inc();
+    state.metrics.http.idempotent_replays.inc();
     let status = StatusCode::from_u16(status).map_err(|e| ApiError::Internal(e.into()))?;
     let mut r = bytes_response(status, "application/json", body.into());
     r.headers_mut().insert(

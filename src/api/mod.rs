@@ -12,6 +12,8 @@ pub mod error;
 mod health;
 mod idempotent;
 pub mod input;
+pub mod janitor;
+pub mod metrics;
 mod openapi;
 mod payments;
 pub mod server;
@@ -31,8 +33,8 @@ use warp::Filter;
 
 use crate::config::{ChainSettings, Settings};
 use crate::store::Store;
-use crate::telemetry::Metrics;
 use crate::wallet::HdWallet;
+use metrics::ApiMetrics;
 
 pub use error::ApiError;
 
@@ -48,7 +50,7 @@ pub struct AppState {
     /// Deposit address derivation.
     pub wallet: Arc<HdWallet>,
     /// Prometheus metrics.
-    pub metrics: Metrics,
+    pub metrics: ApiMetrics,
     /// Root logger.
     pub log: Logger,
     /// Actor heartbeats and restarts.
@@ -58,7 +60,10 @@ pub struct AppState {
     /// Live supervisor references, for operator restarts.
     pub directory: crate::supervision::SupervisorDirectory,
     /// Test-only fault injection (inert in release builds).
-    pub faults: Arc<crate::supervision::Faults>,
+    pub faults: Arc<crate::worker::Faults>,
+    /// The `(chain, actor)` pairs the configuration runs (chain empty for the webhook
+    /// pool), so an operator restart of an unknown actor is a 404.
+    pub known_actors: Arc<Vec<(String, String)>>,
 }
 
 /// One parsed request, as handlers see it.
@@ -232,7 +237,7 @@ where
     let rid = request_id(&headers);
     let limit = state.settings.server.request_body_limit_bytes;
     let method_label = method.clone();
-    let read_timeout = std::time::Duration::from_millis(state.settings.server.request_timeout_ms);
+    let read_timeout = state.settings.server.request_timeout;
     let body = tokio::time::timeout(read_timeout, read_body(&headers, body, limit))
         .await
         .unwrap_or(Err(ApiError::RequestTimeout));
@@ -288,7 +293,7 @@ where
             .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
     }
     let elapsed = start.elapsed();
-    state.metrics.observe_http(
+    state.metrics.http.observe(
         route,
         method_label.as_str(),
         resp.status().as_u16(),
@@ -315,14 +320,13 @@ fn access_log(
     status: u16,
     elapsed: std::time::Duration,
 ) {
-    let Some(level) = crate::telemetry::parse_level(&state.settings.telemetry.access_log_level)
-    else {
+    let Some(level) = state.settings.telemetry.access_log_level.0 else {
         return;
     };
     let latency_ms = elapsed.as_secs_f64() * 1000.0;
     // One arm per level: the macros check the level before any field is rendered, so a
     // filtered-out access log costs nothing per request.
-    match level {
+    match crate::telemetry::slog_level(level) {
         slog::Level::Trace => slog::trace!(state.log, "request";
             "request_id" => rid, "route" => route, "method" => method,
             "status" => status, "latency_ms" => latency_ms),

@@ -117,13 +117,10 @@ fn resolve_asset(chain: &ChainSettings, asset: &str) -> Option<Asset> {
     chain
         .tokens
         .iter()
-        .find(|t| {
-            t.symbol.eq_ignore_ascii_case(asset)
-                || (by_address.is_some() && Address::from_str(&t.address).ok() == by_address)
-        })
+        .find(|t| t.symbol.eq_ignore_ascii_case(asset) || by_address == Some(t.address))
         .map(|t| Asset {
             symbol: t.symbol.clone(),
-            contract: Address::from_str(&t.address).ok(),
+            contract: Some(t.address),
             decimals: t.decimals,
         })
 }
@@ -190,14 +187,13 @@ pub fn parse_create(
             ))
         }
     };
-    let expires_in = optional_u64(obj, "expires_in")?.unwrap_or(limits.default_expires_in_seconds);
-    if !(60..=limits.max_expires_in_seconds).contains(&expires_in) {
+    let max_expires_in = limits.max_expires_in.as_secs();
+    let expires_in =
+        optional_u64(obj, "expires_in")?.unwrap_or(limits.default_expires_in.as_secs());
+    if !(60..=max_expires_in).contains(&expires_in) {
         return Err(ApiError::param(
             "expires_in",
-            format!(
-                "expires_in must be between 60 and {} seconds",
-                limits.max_expires_in_seconds
-            ),
+            format!("expires_in must be between 60 and {max_expires_in} seconds",),
         ));
     }
     let confirmations = match optional_u64(obj, "confirmations")? {
@@ -499,18 +495,18 @@ mod tests {
         let c = ChainSettings {
             name: "eth".into(),
             chain_id: 1,
-            rpc_urls: vec![RpcUrl::new("http://127.0.0.1:8545")],
-            poll_interval_ms: None,
+            rpc_urls: vec![RpcUrl::parse("http://127.0.0.1:8545").unwrap()],
+            poll_interval: None,
             max_head_lag_blocks: 5,
             scan_batch_blocks: 500,
             native_symbol: "ETH".into(),
             confirmations: 12,
-            block_time_ms: 12000,
+            block_time: std::time::Duration::from_millis(12000),
             start_block: StartBlock::Latest,
             treasury: None,
             tokens: vec![TokenSettings {
                 symbol: "USDC".into(),
-                address: "0xA0b86991c6218b36c1d19D4a2e9Eb0cE3606eB48".into(),
+                address: alloy::primitives::address!("A0b86991c6218b36c1d19D4a2e9Eb0cE3606eB48"),
                 decimals: 6,
             }],
         };
@@ -519,9 +515,9 @@ mod tests {
 
     fn limits() -> PaymentSettings {
         PaymentSettings {
-            default_expires_in_seconds: 3600,
-            max_expires_in_seconds: 86400,
-            late_funds_window_seconds: 86400,
+            default_expires_in: std::time::Duration::from_secs(3600),
+            max_expires_in: std::time::Duration::from_secs(86400),
+            late_funds_window: std::time::Duration::from_secs(86400),
         }
     }
 

@@ -49,8 +49,8 @@ impl Limits {
     /// The limits configured under `[server]`.
     pub fn from_settings(s: &ServerSettings) -> Self {
         Self {
-            header_read_timeout: Duration::from_millis(s.header_read_timeout_ms),
-            idle_timeout: Duration::from_millis(s.idle_timeout_ms),
+            header_read_timeout: s.header_read_timeout,
+            idle_timeout: s.idle_timeout,
             max_header_bytes: s.max_header_bytes,
             max_connections: s.max_connections,
         }

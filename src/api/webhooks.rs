@@ -12,8 +12,8 @@ use deadpool_postgres::Transaction;
 
 use crate::store::webhooks::{self as store, DeliveryFilter, Endpoint};
 use crate::webhook::signature::generate_secret;
+use crate::webhook::ssrf::normalise;
 use crate::webhook::ssrf::{check_target, TargetError};
-use crate::webhook::ssrf::{normalise, PortPolicy};
 
 /// Every event type an endpoint can subscribe to.
 pub const EVENT_TYPES: [&str; 8] = [
@@ -125,9 +125,7 @@ async fn create_endpoint_once(
     reject_unknown(&obj, &CREATE_ENDPOINT_FIELDS)?;
     let url = match obj.get("url") {
         Some(Value::String(u)) if !u.is_empty() && u.chars().count() <= 2048 => {
-            let ports = PortPolicy::parse(&state.settings.webhooks.allowed_ports)
-                .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("webhooks.allowed_ports")))?;
-            normalise(u, &ports)
+            normalise(u, &state.settings.webhooks.allowed_ports)
                 .map_err(|e| ApiError::param("url", e.to_string()))?
                 .to_string()
         }
@@ -291,7 +289,7 @@ async fn rotate_secret_once(
     let obj = body_object(req)?;
     reject_unknown(&obj, &["grace_seconds"])?;
     let grace = match obj.get("grace_seconds") {
-        None | Some(Value::Null) => state.settings.webhooks.rotation_grace_seconds,
+        None | Some(Value::Null) => state.settings.webhooks.rotation_grace.as_secs(),
         Some(v) => v.as_u64().filter(|g| *g <= 7 * 86_400).ok_or_else(|| {
             ApiError::param(
                 "grace_seconds",

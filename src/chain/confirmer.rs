@@ -12,9 +12,10 @@ use super::metrics::ChainMetrics;
 use super::report_changes;
 use super::rpc::ChainRpc;
 use super::status::ChainStatusRegistry;
+use super::TickError;
+use crate::domain::metrics::PaymentMetrics;
 use crate::store::{payments, Store, StoreError};
-use crate::supervision::worker::{Work, WorkError};
-use crate::telemetry::metrics::PaymentMetrics;
+use crate::worker::Work;
 
 /// One chain's confirmer.
 pub struct Confirmer {
@@ -57,7 +58,7 @@ impl Confirmer {
         self
     }
 
-    async fn confirm_deep_enough(&self, best: u64) -> Result<(), WorkError> {
+    async fn confirm_deep_enough(&self, best: u64) -> Result<(), TickError> {
         let client = self.store.client().await?;
         for p in payments::processing(&client, &self.chain).await? {
             let depth = p
@@ -97,7 +98,7 @@ impl Confirmer {
         Ok(())
     }
 
-    async fn expire_due(&self, caught_up: bool) -> Result<(), WorkError> {
+    async fn expire_due(&self, caught_up: bool) -> Result<(), TickError> {
         let client = self.store.client().await?;
         let due = payments::expirable(&client, &self.chain, caught_up).await?;
         drop(client);
@@ -115,11 +116,13 @@ impl Confirmer {
 }
 
 impl Work for Confirmer {
+    type Error = TickError;
+
     fn interval(&self) -> Duration {
         self.interval
     }
 
-    async fn tick_once(&mut self) -> Result<(), WorkError> {
+    async fn tick_once(&mut self) -> Result<(), TickError> {
         let best = self.rpc.refresh_heads().await?;
         let client = self.store.client().await?;
         let progress = crate::store::chain::progress(&client, &self.chain).await?;

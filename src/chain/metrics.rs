@@ -2,28 +2,7 @@
 
 use prometheus::{HistogramVec, IntCounterVec, IntGaugeVec, Registry};
 
-use crate::telemetry::metrics::{counter_vec, gauge_vec, histogram_vec, latency_buckets};
-
-/// RPC and chain-progress metrics, labelled by chain.
-#[derive(Clone)]
-pub struct ChainMetrics {
-    /// `ctrip_chain_head_block{chain}`
-    pub head_block: IntGaugeVec,
-    /// `ctrip_scanner_last_scanned_block{chain}`
-    pub last_scanned_block: IntGaugeVec,
-    /// `ctrip_scanner_lag_blocks{chain}`
-    pub lag_blocks: IntGaugeVec,
-    /// `ctrip_rpc_requests_total{chain,method,outcome}`
-    pub rpc_requests: IntCounterVec,
-    /// `ctrip_rpc_request_duration_seconds{chain,method}`
-    pub rpc_duration: HistogramVec,
-    /// `ctrip_confirmer_pending_payments{chain}`
-    pub pending_payments: IntGaugeVec,
-    /// `ctrip_sweeps_total{chain,outcome}`
-    pub sweeps: IntCounterVec,
-    /// `ctrip_payments_reversed{chain}`
-    pub reversed_payments: IntGaugeVec,
-}
+use crate::telemetry::metrics::{cross, MetricsError};
 
 /// RPC outcomes used as label values.
 pub const RPC_OUTCOMES: [&str; 6] = [
@@ -35,75 +14,48 @@ pub const RPC_OUTCOMES: [&str; 6] = [
     "rate_limited",
 ];
 
+/// Sweep outcomes used as label values.
+pub const SWEEP_OUTCOMES: [&str; 3] = ["succeeded", "failed", "skipped"];
+
+crate::declare_metrics! {
+    /// RPC and chain-progress metrics, labelled by chain.
+    pub struct ChainMetrics(chains: &[&str]) {
+        configured: IntGaugeVec = "chain_configured" ["chain"],
+            "1 for every configured chain.",
+            zero = cross(&[chains]);
+        head_block: IntGaugeVec = "chain_head_block" ["chain"],
+            "Best head block seen.",
+            zero = cross(&[chains]);
+        last_scanned_block: IntGaugeVec = "scanner_last_scanned_block" ["chain"],
+            "Last block the scanner processed.",
+            zero = cross(&[chains]);
+        lag_blocks: IntGaugeVec = "scanner_lag_blocks" ["chain"],
+            "Blocks between the best head and the scanner.",
+            zero = cross(&[chains]);
+        rpc_requests: IntCounterVec = "rpc_requests_total" ["chain", "method", "outcome"],
+            "RPC requests by method and outcome (ok, rpc_error, timeout, connect_error, http_error, rate_limited).",
+            zero = cross(&[chains, &["eth_blockNumber"], &RPC_OUTCOMES]);
+        rpc_duration: HistogramVec = "rpc_request_duration_seconds" ["chain", "method"],
+            "RPC request duration.";
+        pending_payments: IntGaugeVec = "confirmer_pending_payments" ["chain"],
+            "Open payments (pending, partially paid, processing).",
+            zero = cross(&[chains]);
+        sweeps: IntCounterVec = "sweeps_total" ["chain", "outcome"],
+            "Sweeps by outcome (succeeded, failed, skipped).",
+            zero = cross(&[chains, &SWEEP_OUTCOMES]);
+        reversed_payments: IntGaugeVec = "payments_reversed" ["chain"],
+            "Confirmed payments whose counted funds a reorg took away (critical when above 0).",
+            zero = cross(&[chains]);
+    }
+}
+
 impl ChainMetrics {
-    /// Registers the metrics and initialises every chain's label sets to zero.
-    pub fn new(r: &Registry, chains: &[String]) -> Self {
-        let m = Self {
-            head_block: gauge_vec(r, "chain_head_block", "Best head block seen.", &["chain"]),
-            last_scanned_block: gauge_vec(
-                r,
-                "scanner_last_scanned_block",
-                "Last block the scanner processed.",
-                &["chain"],
-            ),
-            lag_blocks: gauge_vec(
-                r,
-                "scanner_lag_blocks",
-                "Blocks between the best head and the scanner.",
-                &["chain"],
-            ),
-            rpc_requests: counter_vec(
-                r,
-                "rpc_requests_total",
-                "RPC requests by method and outcome.",
-                &["chain", "method", "outcome"],
-            ),
-            rpc_duration: histogram_vec(
-                r,
-                "rpc_request_duration_seconds",
-                "RPC request duration.",
-                &["chain", "method"],
-                latency_buckets(),
-            ),
-            pending_payments: gauge_vec(
-                r,
-                "confirmer_pending_payments",
-                "Open payments (pending, partially paid, processing).",
-                &["chain"],
-            ),
-            sweeps: counter_vec(
-                r,
-                "sweeps_total",
-                "Sweeps by outcome.",
-                &["chain", "outcome"],
-            ),
-            reversed_payments: gauge_vec(
-                r,
-                "payments_reversed",
-                "Confirmed payments whose counted funds a reorg took away (critical).",
-                &["chain"],
-            ),
-        };
+    /// Registers the metrics, every chain's label sets at zero and `chain_configured` at 1.
+    pub fn new(r: &Registry, chains: &[&str]) -> Result<Self, MetricsError> {
+        let m = Self::register(r, chains)?;
         for c in chains {
-            let c = c.as_str();
-            for g in [
-                &m.head_block,
-                &m.last_scanned_block,
-                &m.lag_blocks,
-                &m.pending_payments,
-                &m.reversed_payments,
-            ] {
-                g.with_label_values(&[c]).set(0);
-            }
-            for outcome in RPC_OUTCOMES {
-                m.rpc_requests
-                    .with_label_values(&[c, "eth_blockNumber", outcome])
-                    .inc_by(0);
-            }
-            for outcome in ["succeeded", "failed", "skipped"] {
-                m.sweeps.with_label_values(&[c, outcome]).inc_by(0);
-            }
+            m.configured.with_label_values(&[c]).set(1);
         }
-        m
+        Ok(m)
     }
 }

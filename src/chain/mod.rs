@@ -13,8 +13,34 @@ pub use status::{ChainStatus, ChainStatusRegistry, EndpointStatus};
 
 use slog::Logger;
 
+use crate::domain::metrics::PaymentMetrics;
 use crate::store::payments::AppliedChange;
-use crate::telemetry::metrics::PaymentMetrics;
+use crate::store::StoreError;
+use crate::worker::Retryable;
+
+/// Why a chain worker's tick did not complete.
+#[derive(Debug, thiserror::Error)]
+pub enum TickError {
+    /// A chain RPC failed.
+    #[error("rpc: {0}")]
+    Rpc(#[from] RpcError),
+    /// The database failed.
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+    /// The chain view changed mid-tick (a reorg in progress); retried next tick.
+    #[error("inconsistent chain view: {0}")]
+    Inconsistent(&'static str),
+}
+
+impl Retryable for TickError {
+    fn is_retryable(&self) -> bool {
+        match self {
+            Self::Rpc(e) => e.is_retryable(),
+            Self::Store(e) => e.is_retryable(),
+            Self::Inconsistent(_) => true,
+        }
+    }
+}
 
 /// Counts and logs payment changes written by a chain worker.
 pub(crate) fn report_changes(changes: &[AppliedChange], metrics: &PaymentMetrics, log: &Logger) {

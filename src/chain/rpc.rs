@@ -65,6 +65,12 @@ pub enum RpcError {
     MissingBlock(u64),
 }
 
+impl crate::worker::Retryable for RpcError {
+    fn is_retryable(&self) -> bool {
+        RpcError::is_retryable(self)
+    }
+}
+
 impl RpcError {
     /// Label value for metrics.
     pub fn outcome(&self) -> &'static str {
@@ -292,14 +298,13 @@ impl ChainRpc {
         let endpoints: Vec<Endpoint> = chain
             .rpc_urls
             .iter()
-            .filter_map(|u| {
-                let url = url::Url::parse(u.expose()).ok()?;
-                let transport = Http::with_client(http.clone(), url);
-                Some(Endpoint {
+            .map(|u| {
+                let transport = Http::with_client(http.clone(), u.expose().clone());
+                Endpoint {
                     host: u.host(),
                     client: RpcClient::new(transport, false),
                     health: Mutex::new(Health::default()),
-                })
+                }
             })
             .collect();
         status.register(

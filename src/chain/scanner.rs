@@ -30,11 +30,12 @@ use super::metrics::ChainMetrics;
 use super::report_changes;
 use super::rpc::{ChainRpc, RpcBlock, RpcError, RpcLog};
 use super::status::ChainStatusRegistry;
+use super::TickError;
 use crate::config::{ChainSettings, StartBlock};
+use crate::domain::metrics::PaymentMetrics;
 use crate::store::chain::{self as store_chain, FoundTransfer, RangeCommit, StoredBlock, Watched};
 use crate::store::Store;
-use crate::supervision::worker::{Work, WorkError};
-use crate::telemetry::metrics::PaymentMetrics;
+use crate::worker::Work;
 
 /// `keccak256("Transfer(address,address,uint256)")`
 pub const TRANSFER_TOPIC: B256 =
@@ -96,11 +97,7 @@ impl Scanner {
             payment_metrics,
             log,
             late_window_seconds,
-            tokens: chain
-                .tokens
-                .iter()
-                .filter_map(|t| t.address.parse().ok())
-                .collect(),
+            tokens: chain.tokens.iter().map(|t| t.address).collect(),
             chain,
             caught_up: false,
             waiting: false,
@@ -177,7 +174,7 @@ impl Scanner {
     }
 
     /// Walks back from the newest remembered block to the first one the chain still has.
-    async fn find_ancestor(&self, served: u64) -> Result<u64, WorkError> {
+    async fn find_ancestor(&self, served: u64) -> Result<u64, TickError> {
         let client = self.store.client().await?;
         let remembered = store_chain::recent_blocks(&client, &self.chain.name).await?;
         for b in &remembered {
@@ -195,7 +192,7 @@ impl Scanner {
     }
 
     /// One step: reorg check, then scan up to `scan_batch_blocks` and commit.
-    pub async fn scan_once(&mut self) -> Result<ScanReport, WorkError> {
+    pub async fn scan_once(&mut self) -> Result<ScanReport, TickError> {
         let name = self.chain.name.clone();
         let served = self.rpc.refresh_heads().await?;
         let best = self.rpc.best_seen();
@@ -255,7 +252,7 @@ impl Scanner {
         let mut prev_hash = parent.as_ref().map(|p| p.hash);
         for b in &blocks {
             if prev_hash.is_some_and(|h| h != b.parent_hash) {
-                return Err(WorkError::Inconsistent(
+                return Err(TickError::Inconsistent(
                     "the chain changed while the range was fetched",
                 ));
             }
@@ -334,7 +331,7 @@ impl Scanner {
         from: u64,
         blocks: &[RpcBlock],
         watched: &HashMap<Address, Watched>,
-    ) -> Result<Vec<FoundTransfer>, WorkError> {
+    ) -> Result<Vec<FoundTransfer>, TickError> {
         let mut found = Vec::new();
         for b in blocks {
             for tx in &b.transactions {
@@ -382,7 +379,7 @@ impl Scanner {
             let n: u64 = log.block_number.to();
             let block = n.checked_sub(from).and_then(|i| blocks.get(i as usize));
             let Some(block) = block.filter(|b| b.hash == log.block_hash) else {
-                return Err(WorkError::Inconsistent(
+                return Err(TickError::Inconsistent(
                     "a log's block is not the fetched block",
                 ));
             };
@@ -410,7 +407,7 @@ impl Scanner {
         scanned: u64,
         served: u64,
         best: u64,
-    ) -> Result<ScanReport, WorkError> {
+    ) -> Result<ScanReport, TickError> {
         if !self.waiting {
             slog::warn!(self.log, "every answering RPC endpoint is behind the scanner; waiting";
                 "scanned" => scanned, "served_head" => served, "best_seen" => best);
@@ -454,6 +451,8 @@ impl Scanner {
 }
 
 impl Work for Scanner {
+    type Error = TickError;
+
     /// Back-to-back while behind the head, the poll interval once caught up or while
     /// waiting for the endpoints to reach the scanned head.
     fn interval(&self) -> Duration {
@@ -464,7 +463,7 @@ impl Work for Scanner {
         }
     }
 
-    async fn tick_once(&mut self) -> Result<(), WorkError> {
+    async fn tick_once(&mut self) -> Result<(), TickError> {
         self.scan_once().await.map(|_| ())
     }
 }

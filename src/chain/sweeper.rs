@@ -4,7 +4,8 @@
 use std::time::Duration;
 
 use crate::store::Store;
-use crate::supervision::worker::{Work, WorkError};
+use crate::store::StoreError;
+use crate::worker::Work;
 
 /// One chain's sweeper.
 pub struct Sweeper {
@@ -20,11 +21,13 @@ impl Sweeper {
 }
 
 impl Work for Sweeper {
+    type Error = StoreError;
+
     fn interval(&self) -> Duration {
         self.interval
     }
 
-    async fn tick_once(&mut self) -> Result<(), WorkError> {
+    async fn tick_once(&mut self) -> Result<(), StoreError> {
         self.store.ping().await?;
         Ok(())
     }

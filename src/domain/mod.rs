@@ -3,6 +3,7 @@
 pub mod amount;
 pub mod apikey;
 pub mod lifecycle;
+pub mod metrics;
 pub mod payment;
 pub mod status;
 

@@ -8,6 +8,7 @@ pub mod api_keys;
 pub mod chain;
 pub mod idempotency;
 pub mod merchants;
+pub mod metrics;
 pub mod payments;
 pub mod webhooks;
 
@@ -45,6 +46,12 @@ pub enum StoreError {
     BadUrl,
 }
 
+impl crate::worker::Retryable for StoreError {
+    fn is_retryable(&self) -> bool {
+        StoreError::is_retryable(self)
+    }
+}
+
 impl StoreError {
     /// The database refused a value of the request itself (a NUL or untranslatable
     /// character in text): the client's fault, never worth a retry.
@@ -66,11 +73,6 @@ impl StoreError {
             }
             _ => false,
         }
-    }
-
-    /// Nothing but an operator can fix it.
-    pub fn is_fatal(&self) -> bool {
-        matches!(self, Self::Migration(_) | Self::BadUrl | Self::Corrupt(_))
     }
 
     /// The violated constraint's name, for unique-violation handling.
@@ -115,10 +117,10 @@ impl Store {
     pub fn new(settings: &DatabaseSettings) -> Result<Self, StoreError> {
         let mut pg = tokio_postgres::Config::from_str(settings.url.expose())
             .map_err(|_| StoreError::BadUrl)?;
-        pg.connect_timeout(Duration::from_millis(settings.connect_timeout_ms));
+        pg.connect_timeout(settings.connect_timeout);
         pg.options(format!(
             "-c statement_timeout={}",
-            settings.statement_timeout_ms
+            settings.statement_timeout.as_millis()
         ));
         pg.application_name("ctrip");
         let mgr = Manager::from_config(
@@ -128,7 +130,7 @@ impl Store {
                 recycling_method: RecyclingMethod::Fast,
             },
         );
-        let timeout = Duration::from_millis(settings.connect_timeout_ms);
+        let timeout = settings.connect_timeout;
         let pool = Pool::builder(mgr)
             .max_size(settings.pool_size)
             .runtime(Runtime::Tokio1)

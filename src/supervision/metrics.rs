@@ -1,23 +1,7 @@
 //! Actor metrics, refreshed from the health registry at scrape time.
 
 use actors::{ActorState, HealthRegistry, RestartReason};
-use prometheus::{GaugeVec, IntCounterVec, IntGaugeVec, Registry};
-
-use crate::telemetry::metrics::{counter_vec, float_gauge_vec, gauge_vec};
-
-/// Supervision metrics.
-#[derive(Clone)]
-pub struct ActorMetrics {
-    /// `ctrip_actor_up{chain,actor}`
-    pub up: IntGaugeVec,
-    /// `ctrip_actor_last_heartbeat_timestamp_seconds{chain,actor}`
-    pub last_heartbeat: GaugeVec,
-    /// `ctrip_actor_restarts_total{chain,actor,reason}`
-    pub restarts: IntCounterVec,
-    /// `ctrip_supervisor_meltdowns_total{chain,actor}`: `actor` names the supervisor
-    /// (`chain` for a chain's supervisor, `webhooks`, `root`).
-    pub meltdowns: IntCounterVec,
-}
+use prometheus::{GaugeVec, IntCounterVec, IntGaugeVec};
 
 /// The supervisors of a tree, as `(chain label, supervisor label, registry group)`.
 pub fn supervisor_labels(chains: &[String]) -> Vec<(String, &'static str, String)> {
@@ -30,52 +14,50 @@ pub fn supervisor_labels(chains: &[String]) -> Vec<(String, &'static str, String
     v
 }
 
-impl ActorMetrics {
-    /// Registers the metrics and initialises the known label sets to zero.
-    pub fn new(r: &Registry, actors: &[(String, String)], chains: &[String]) -> Self {
-        let m = Self {
-            up: gauge_vec(
-                r,
-                "actor_up",
-                "1 while the actor runs.",
-                &["chain", "actor"],
-            ),
-            last_heartbeat: float_gauge_vec(
-                r,
-                "actor_last_heartbeat_timestamp_seconds",
-                "Unix time of the actor's last progress.",
-                &["chain", "actor"],
-            ),
-            restarts: counter_vec(
-                r,
-                "actor_restarts_total",
-                "Actor restarts by reason.",
-                &["chain", "actor", "reason"],
-            ),
-            meltdowns: counter_vec(
-                r,
-                "supervisor_meltdowns_total",
-                "Supervisors that exceeded their restart intensity.",
-                &["chain", "actor"],
-            ),
-        };
-        for (chain, actor) in actors {
-            m.up.with_label_values(&[chain.as_str(), actor.as_str()])
-                .set(0);
-            for reason in RestartReason::ALL {
-                m.restarts
-                    .with_label_values(&[chain.as_str(), actor.as_str(), reason.as_str()])
-                    .inc_by(0);
-            }
-        }
-        for (chain, actor, _) in supervisor_labels(chains) {
-            m.meltdowns
-                .with_label_values(&[chain.as_str(), actor])
-                .inc_by(0);
-        }
-        m
-    }
+fn pairs(actors: &[(String, String)]) -> Vec<Vec<String>> {
+    actors
+        .iter()
+        .map(|(c, a)| vec![c.clone(), a.clone()])
+        .collect()
+}
 
+fn with_reasons(actors: &[(String, String)]) -> Vec<Vec<String>> {
+    actors
+        .iter()
+        .flat_map(|(c, a)| {
+            RestartReason::ALL
+                .iter()
+                .map(move |r| vec![c.clone(), a.clone(), r.as_str().to_string()])
+        })
+        .collect()
+}
+
+fn supervisors(chains: &[String]) -> Vec<Vec<String>> {
+    supervisor_labels(chains)
+        .into_iter()
+        .map(|(c, a, _)| vec![c, a.to_string()])
+        .collect()
+}
+
+crate::declare_metrics! {
+    /// Supervision metrics. `actor` names a worker; for meltdowns it names the supervisor
+    /// (`chain` for a chain's supervisor, `webhooks`, `root`).
+    pub struct ActorMetrics(actors: &[(String, String)], chains: &[String]) {
+        up: IntGaugeVec = "actor_up" ["chain", "actor"],
+            "1 while the actor runs (chain is empty for the webhook pool).",
+            zero = pairs(actors);
+        last_heartbeat: GaugeVec = "actor_last_heartbeat_timestamp_seconds" ["chain", "actor"],
+            "Unix time of the actor's last progress.";
+        restarts: IntCounterVec = "actor_restarts_total" ["chain", "actor", "reason"],
+            "Actor restarts by reason (panic, error, stalled, spawn_failed, manual, sibling, exited).",
+            zero = with_reasons(actors);
+        meltdowns: IntCounterVec = "supervisor_meltdowns_total" ["chain", "actor"],
+            "Supervisors that exceeded their restart intensity (actor: chain, webhooks or root).",
+            zero = supervisors(chains);
+    }
+}
+
+impl ActorMetrics {
     /// Copies the registry's state into the metrics.
     pub fn refresh(&self, registry: &HealthRegistry, chains: &[String]) {
         for a in registry.snapshot() {

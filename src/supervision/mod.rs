@@ -1,21 +1,9 @@
-//! The gateway's actor tree, built on the `actors` kit:
-//!
-//! ```text
-//! root (one_for_one, never melts down)
-//! ├── {chain}        one supervisor per chain (one_for_one, melts down after too many
-//! │   ├── scanner    restarts; the root then retries the whole chain with a slow backoff)
-//! │   ├── confirmer
-//! │   └── sweeper
-//! └── webhooks       the dispatcher pool (one_for_one)
-//!     ├── dispatcher-0 .. dispatcher-{N-1}
-//!     └── janitor    purges idempotency keys older than a day
-//! ```
+//! Runs actor trees built on the `actors` kit: the live supervisor directory operators
+//! restart actors through, the supervision event log (and Sentry reports), and the actor
+//! metrics refreshed from the health registry. It knows no component: the composition root
+//! decides which workers the tree holds.
 
-pub mod faults;
-pub mod janitor;
 pub mod metrics;
 pub mod tree;
-pub mod worker;
 
-pub use faults::Faults;
-pub use tree::{SupervisorDirectory, Tree, TreeContext};
+pub use tree::{SupervisorDirectory, Tree};

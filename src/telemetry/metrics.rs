@@ -1,281 +1,308 @@
-//! Prometheus metrics. One struct per component, all registered in one
-//! registry; labels are bounded (route templates, never raw paths).
+//! The metrics registry, the text encoder and [`declare_metrics!`](crate::declare_metrics),
+//! the one way a component declares its metrics.
+//!
+//! A declaration names each metric once, with its help text and label names; the macro
+//! gives the component's struct, its registration (an error fails start-up: a name taken
+//! twice is a bug, not something to skip), the zero initialisation of the label sets known
+//! at start, and a [`Declared`] list the README's metrics table is checked against.
 
+use prometheus::core::Collector;
 use prometheus::{
-    Encoder, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
-    IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
+    IntGauge, IntGaugeVec, Opts, TextEncoder,
 };
 
-// Metric names and label sets below are static and valid, so construction cannot fail;
-// a failure would be a programming error caught by the unit tests.
-/// Registers a labelled counter.
-#[allow(clippy::expect_used)]
-pub fn counter_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
-    let m =
-        IntCounterVec::new(Opts::new(name, help).namespace("ctrip"), labels).expect("valid metric");
-    let _ = r.register(Box::new(m.clone()));
-    m
+pub use prometheus::Registry;
+
+/// One metric as declared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Declared {
+    /// Full name, e.g. `ctrip_http_requests_total`.
+    pub name: &'static str,
+    /// `counter`, `gauge` or `histogram`.
+    pub kind: &'static str,
+    /// Label names, in order.
+    pub labels: &'static [&'static str],
+    /// Help text.
+    pub help: &'static str,
 }
 
-/// Registers an unlabelled counter.
-#[allow(clippy::expect_used)]
-pub fn counter(r: &Registry, name: &str, help: &str) -> IntCounter {
-    let m = IntCounter::with_opts(Opts::new(name, help).namespace("ctrip")).expect("valid metric");
-    let _ = r.register(Box::new(m.clone()));
-    m
+/// A metric could not be built or registered (a name declared twice, an invalid name).
+#[derive(Debug, thiserror::Error)]
+#[error("metric {name} cannot be registered: {source}")]
+pub struct MetricsError {
+    name: &'static str,
+    #[source]
+    source: prometheus::Error,
 }
 
-/// Registers a labelled integer gauge.
-#[allow(clippy::expect_used)]
-pub fn gauge_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
-    let m =
-        IntGaugeVec::new(Opts::new(name, help).namespace("ctrip"), labels).expect("valid metric");
-    let _ = r.register(Box::new(m.clone()));
-    m
+/// A metric type [`declare_metrics!`](crate::declare_metrics) can build.
+pub trait Metric: Clone + Sized {
+    /// The Prometheus type.
+    const KIND: &'static str;
+    /// Builds the metric (not yet registered).
+    fn build(
+        name: &str,
+        help: &str,
+        labels: &[&str],
+        buckets: Option<Vec<f64>>,
+    ) -> prometheus::Result<Self>;
+    /// The collector to register.
+    fn collector(&self) -> Box<dyn Collector>;
+    /// Creates the series of `values` at zero, so dashboards and alerts see it before the
+    /// first event (nothing to do for an unlabelled metric).
+    fn zero(&self, _values: &[&str]) {}
 }
 
-/// Registers an unlabelled integer gauge.
-#[allow(clippy::expect_used)]
-pub fn gauge(r: &Registry, name: &str, help: &str) -> IntGauge {
-    let m = IntGauge::with_opts(Opts::new(name, help).namespace("ctrip")).expect("valid metric");
-    let _ = r.register(Box::new(m.clone()));
-    m
+macro_rules! plain {
+    ($t:ty, $kind:literal) => {
+        impl Metric for $t {
+            const KIND: &'static str = $kind;
+            fn build(
+                name: &str,
+                help: &str,
+                _labels: &[&str],
+                _buckets: Option<Vec<f64>>,
+            ) -> prometheus::Result<Self> {
+                <$t>::with_opts(Opts::new(name, help))
+            }
+            fn collector(&self) -> Box<dyn Collector> {
+                Box::new(self.clone())
+            }
+        }
+    };
 }
 
-/// Registers a labelled histogram.
-#[allow(clippy::expect_used)]
-pub fn histogram_vec(
-    r: &Registry,
-    name: &str,
-    help: &str,
+macro_rules! labelled {
+    ($t:ty, $kind:literal) => {
+        impl Metric for $t {
+            const KIND: &'static str = $kind;
+            fn build(
+                name: &str,
+                help: &str,
+                labels: &[&str],
+                _buckets: Option<Vec<f64>>,
+            ) -> prometheus::Result<Self> {
+                <$t>::new(Opts::new(name, help), labels)
+            }
+            fn collector(&self) -> Box<dyn Collector> {
+                Box::new(self.clone())
+            }
+            fn zero(&self, values: &[&str]) {
+                // Touching the series creates it at zero.
+                let _ = self.get_metric_with_label_values(values);
+            }
+        }
+    };
+}
+
+plain!(IntCounter, "counter");
+plain!(IntGauge, "gauge");
+plain!(Gauge, "gauge");
+labelled!(IntCounterVec, "counter");
+labelled!(IntGaugeVec, "gauge");
+labelled!(GaugeVec, "gauge");
+
+impl Metric for Histogram {
+    const KIND: &'static str = "histogram";
+    fn build(
+        name: &str,
+        help: &str,
+        _labels: &[&str],
+        buckets: Option<Vec<f64>>,
+    ) -> prometheus::Result<Self> {
+        Histogram::with_opts(
+            HistogramOpts::new(name, help).buckets(buckets.unwrap_or_else(latency_buckets)),
+        )
+    }
+    fn collector(&self) -> Box<dyn Collector> {
+        Box::new(self.clone())
+    }
+}
+
+impl Metric for HistogramVec {
+    const KIND: &'static str = "histogram";
+    fn build(
+        name: &str,
+        help: &str,
+        labels: &[&str],
+        buckets: Option<Vec<f64>>,
+    ) -> prometheus::Result<Self> {
+        HistogramVec::new(
+            HistogramOpts::new(name, help).buckets(buckets.unwrap_or_else(latency_buckets)),
+            labels,
+        )
+    }
+    fn collector(&self) -> Box<dyn Collector> {
+        Box::new(self.clone())
+    }
+    fn zero(&self, values: &[&str]) {
+        let _ = self.get_metric_with_label_values(values);
+    }
+}
+
+/// Builds and registers one metric; used by [`declare_metrics!`](crate::declare_metrics).
+pub fn register<M: Metric>(
+    registry: &Registry,
+    name: &'static str,
+    help: &'static str,
     labels: &[&str],
-    buckets: Vec<f64>,
-) -> HistogramVec {
-    let opts = HistogramOpts::new(name, help)
-        .namespace("ctrip")
-        .buckets(buckets);
-    let m = HistogramVec::new(opts, labels).expect("valid metric");
-    let _ = r.register(Box::new(m.clone()));
-    m
+    buckets: Option<Vec<f64>>,
+) -> Result<M, MetricsError> {
+    let err = |source| MetricsError { name, source };
+    let m = M::build(name, help, labels, buckets).map_err(err)?;
+    registry.register(m.collector()).map_err(err)?;
+    Ok(m)
 }
 
-/// Registers an unlabelled histogram.
-#[allow(clippy::expect_used)]
-pub fn histogram(r: &Registry, name: &str, help: &str, buckets: Vec<f64>) -> Histogram {
-    let opts = HistogramOpts::new(name, help)
-        .namespace("ctrip")
-        .buckets(buckets);
-    let m = Histogram::with_opts(opts).expect("valid metric");
-    let _ = r.register(Box::new(m.clone()));
-    m
+/// Creates every series of `values` at zero; used by
+/// [`declare_metrics!`](crate::declare_metrics).
+pub fn zero_all<M: Metric>(m: &M, values: impl IntoIterator<Item = Vec<String>>) {
+    for v in values {
+        let refs: Vec<&str> = v.iter().map(String::as_str).collect();
+        m.zero(&refs);
+    }
 }
 
-/// Registers a labelled float gauge.
-#[allow(clippy::expect_used)]
-pub fn float_gauge_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> GaugeVec {
-    let m = GaugeVec::new(Opts::new(name, help).namespace("ctrip"), labels).expect("valid metric");
-    let _ = r.register(Box::new(m.clone()));
-    m
+/// Every combination of one value from each set, in order: the label sets to create at
+/// zero for a metric with one label per set.
+pub fn cross(sets: &[&[&str]]) -> Vec<Vec<String>> {
+    sets.iter().fold(vec![Vec::new()], |acc, set| {
+        acc.iter()
+            .flat_map(|prefix| {
+                set.iter().map(move |v| {
+                    let mut p = prefix.clone();
+                    p.push((*v).to_string());
+                    p
+                })
+            })
+            .collect()
+    })
 }
 
-/// Registers an unlabelled float gauge.
-#[allow(clippy::expect_used)]
-pub fn float_gauge(r: &Registry, name: &str, help: &str) -> prometheus::Gauge {
-    let m = prometheus::Gauge::with_opts(Opts::new(name, help).namespace("ctrip"))
-        .expect("valid metric");
-    let _ = r.register(Box::new(m.clone()));
-    m
-}
-
-/// Latency buckets from 0.5 ms to 10 s.
+/// Latency buckets from 0.5 ms to 10 s (the default for every histogram).
 pub fn latency_buckets() -> Vec<f64> {
     vec![
         0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
     ]
 }
 
-/// HTTP server metrics.
-#[derive(Clone)]
-pub struct HttpMetrics {
-    /// `ctrip_http_requests_total{route,method,status}`
-    pub requests: IntCounterVec,
-    /// `ctrip_http_request_duration_seconds{route,method}`
-    pub duration: HistogramVec,
+/// A registry with the process collector (CPU, memory, file descriptors) already in it.
+pub fn new_registry() -> Result<Registry, MetricsError> {
+    let registry = Registry::new();
+    #[cfg(target_os = "linux")]
+    registry
+        .register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        ))
+        .map_err(|source| MetricsError {
+            name: "process_*",
+            source,
+        })?;
+    Ok(registry)
 }
 
-/// Database pool metrics, refreshed at scrape time.
-#[derive(Clone)]
-pub struct DbMetrics {
-    /// `ctrip_db_pool_connections{state=idle|in_use}`
-    pub connections: IntGaugeVec,
-    /// `ctrip_db_pool_waiting`
-    pub waiting: IntGauge,
+/// Renders every metric of `registry` in the Prometheus text format.
+pub fn render(registry: &Registry) -> String {
+    let mut out = Vec::new();
+    let _ = TextEncoder::new().encode(&registry.gather(), &mut out);
+    String::from_utf8(out).unwrap_or_default()
 }
 
-/// Payment metrics.
-#[derive(Clone)]
-pub struct PaymentMetrics {
-    /// `ctrip_payments_created_total{chain}`
-    pub created: IntCounterVec,
-    /// `ctrip_payment_transitions_total{chain,to}`
-    pub transitions: IntCounterVec,
-    /// `ctrip_payment_confirmation_latency_seconds{chain}`
-    pub confirmation_latency: HistogramVec,
-}
-
-/// Every metric of the process.
-#[derive(Clone)]
-pub struct Metrics {
-    registry: Registry,
-    /// HTTP server.
-    pub http: HttpMetrics,
-    /// Database pool.
-    pub db: DbMetrics,
-    /// Payments.
-    pub payments: PaymentMetrics,
-    /// `ctrip_chain_configured{chain}`
-    pub chain_configured: IntGaugeVec,
-    /// `ctrip_build_info{version}`
-    pub build_info: IntGaugeVec,
-    /// `ctrip_idempotent_replays_total`
-    pub idempotent_replays: IntCounter,
-    /// Chain and RPC metrics.
-    pub chain: crate::chain::metrics::ChainMetrics,
-    /// Supervision metrics.
-    pub actors: crate::supervision::metrics::ActorMetrics,
-    /// Webhook metrics.
-    pub webhooks: crate::webhook::metrics::WebhookMetrics,
-}
-
-impl Metrics {
-    /// Registers every metric and initialises the known label sets to zero.
-    pub fn new(chains: &[String], actors: &[(String, String)]) -> Self {
-        let registry = Registry::new();
-        #[cfg(target_os = "linux")]
-        {
-            let _ = registry.register(Box::new(
-                prometheus::process_collector::ProcessCollector::for_self(),
-            ));
+/// Declares a component's metrics once. Each line names the field, its type, the metric
+/// name (without the `ctrip_` prefix), its label names and help text, and optionally its
+/// histogram buckets and the label sets to create at zero (an expression yielding
+/// `Vec<String>` label values, which may use the struct's start-up arguments):
+///
+/// ```ignore
+/// ctrip::declare_metrics! {
+///     /// Chain progress.
+///     pub struct ChainMetrics(chains: &[&str]) {
+///         head_block: IntGaugeVec = "chain_head_block" ["chain"], "Best head block seen.",
+///             zero = cross(&[chains]);
+///     }
+/// }
+/// ```
+///
+/// It gives `ChainMetrics::register(&registry, chains) -> Result<ChainMetrics, MetricsError>`
+/// and `ChainMetrics::DECLARED`.
+#[macro_export]
+macro_rules! declare_metrics {
+    (
+        $(#[$meta:meta])*
+        $vis:vis struct $name:ident ( $($arg:ident : $argty:ty),* $(,)? ) {
+            $(
+                $field:ident : $kind:ty = $metric:literal [$($label:literal),*], $help:literal
+                    $(, buckets = $buckets:expr)?
+                    $(, zero = $zero:expr)?
+                ;
+            )*
         }
-        let r = &registry;
-        let http = HttpMetrics {
-            requests: counter_vec(
-                r,
-                "http_requests_total",
-                "HTTP requests by route template, method and status.",
-                &["route", "method", "status"],
-            ),
-            duration: histogram_vec(
-                r,
-                "http_request_duration_seconds",
-                "HTTP request duration.",
-                &["route", "method"],
-                latency_buckets(),
-            ),
-        };
-        let db = DbMetrics {
-            connections: gauge_vec(
-                r,
-                "db_pool_connections",
-                "Database pool connections by state.",
-                &["state"],
-            ),
-            waiting: gauge(r, "db_pool_waiting", "Tasks waiting for a pool connection."),
-        };
-        let payments = PaymentMetrics {
-            created: counter_vec(r, "payments_created_total", "Payments created.", &["chain"]),
-            transitions: counter_vec(
-                r,
-                "payment_transitions_total",
-                "Payment status transitions by target status.",
-                &["chain", "to"],
-            ),
-            confirmation_latency: histogram_vec(
-                r,
-                "payment_confirmation_latency_seconds",
-                "Time from detection to confirmation.",
-                &["chain"],
-                vec![
-                    1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0,
-                ],
-            ),
-        };
-        let chain_configured = gauge_vec(
-            r,
-            "chain_configured",
-            "1 for every configured chain.",
-            &["chain"],
-        );
-        let build_info = gauge_vec(
-            r,
-            "build_info",
-            "Build information; always 1.",
-            &["version"],
-        );
-        let idempotent_replays = counter(
-            r,
-            "idempotent_replays_total",
-            "POST requests answered from a stored idempotent response.",
-        );
-        let chain = crate::chain::metrics::ChainMetrics::new(r, chains);
-        let actors = crate::supervision::metrics::ActorMetrics::new(r, actors, chains);
-        let webhooks = crate::webhook::metrics::WebhookMetrics::new(r);
-        build_info
-            .with_label_values(&[env!("CARGO_PKG_VERSION")])
-            .set(1);
-        for state in ["idle", "in_use"] {
-            db.connections.with_label_values(&[state]).set(0);
+    ) => {
+        $(#[$meta])*
+        #[derive(Clone)]
+        $vis struct $name {
+            $(
+                #[doc = concat!("`ctrip_", $metric, "`: ", $help)]
+                pub $field: $kind,
+            )*
         }
-        for chain in chains {
-            chain_configured.with_label_values(&[chain.as_str()]).set(1);
-            payments
-                .created
-                .with_label_values(&[chain.as_str()])
-                .inc_by(0);
-            for to in crate::domain::PaymentStatus::ALL {
-                payments
-                    .transitions
-                    .with_label_values(&[chain.as_str(), to.as_str()])
-                    .inc_by(0);
+
+        impl $name {
+            /// Every metric of this struct, as declared.
+            pub const DECLARED: &'static [$crate::telemetry::metrics::Declared] = &[$(
+                $crate::telemetry::metrics::Declared {
+                    name: concat!("ctrip_", $metric),
+                    kind: <$kind as $crate::telemetry::metrics::Metric>::KIND,
+                    labels: &[$($label),*],
+                    help: $help,
+                },
+            )*];
+
+            /// Registers every metric in `registry` and creates the label sets known at
+            /// start at zero.
+            #[allow(unused_variables, clippy::vec_init_then_push)]
+            pub fn register(
+                registry: &$crate::telemetry::metrics::Registry,
+                $($arg: $argty),*
+            ) -> Result<Self, $crate::telemetry::metrics::MetricsError> {
+                let m = Self {
+                    $(
+                        $field: $crate::telemetry::metrics::register::<$kind>(
+                            registry,
+                            concat!("ctrip_", $metric),
+                            $help,
+                            &[$($label),*],
+                            {
+                                let b: Option<Vec<f64>> = None;
+                                $( let b = b.or(Some($buckets)); )?
+                                b
+                            },
+                        )?,
+                    )*
+                };
+                $( $( $crate::telemetry::metrics::zero_all(&m.$field, $zero); )? )*
+                Ok(m)
             }
         }
-        Self {
-            registry,
-            http,
-            db,
-            payments,
-            chain_configured,
-            build_info,
-            idempotent_replays,
-            chain,
-            actors,
-            webhooks,
-        }
-    }
+    };
+}
 
-    /// The registry, for components that register their own metrics.
-    pub fn registry(&self) -> &Registry {
-        &self.registry
+declare_metrics! {
+    /// What every process reports about itself.
+    pub struct BuildMetrics() {
+        build_info: IntGaugeVec = "build_info" ["version"], "Build information; always 1.";
     }
+}
 
-    /// Observes one finished HTTP request.
-    pub fn observe_http(&self, route: &str, method: &str, status: u16, seconds: f64) {
-        let status = status.to_string();
-        self.http
-            .requests
-            .with_label_values(&[route, method, status.as_str()])
-            .inc();
-        self.http
-            .duration
-            .with_label_values(&[route, method])
-            .observe(seconds);
-    }
-
-    /// Renders the Prometheus text format.
-    pub fn render(&self) -> String {
-        let mut out = Vec::new();
-        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
-        String::from_utf8(out).unwrap_or_default()
+impl BuildMetrics {
+    /// Registers the build information, set to 1 for this binary's version.
+    pub fn new(registry: &Registry) -> Result<Self, MetricsError> {
+        let m = Self::register(registry)?;
+        m.build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .set(1);
+        Ok(m)
     }
 }
 
@@ -283,18 +310,56 @@ impl Metrics {
 mod tests {
     use super::*;
 
+    declare_metrics! {
+        struct Sample(chains: &[&str]) {
+            hits: IntCounterVec = "test_hits_total" ["chain", "kind"], "Hits.",
+                zero = cross(&[chains, &["a", "b"]]);
+            depth: IntGauge = "test_depth" [], "Depth.";
+            wait: HistogramVec = "test_wait_seconds" ["chain"], "Wait.", buckets = vec![1.0, 2.0];
+        }
+    }
+
     #[test]
-    fn known_series_start_at_zero() {
-        let m = Metrics::new(
-            &["eth".to_string()],
-            &[("eth".to_string(), "scanner".to_string())],
+    fn one_declaration_gives_registration_zeroes_and_the_declared_list() {
+        let r = Registry::new();
+        let m = Sample::register(&r, &["eth"]).expect("registers");
+        m.depth.set(3);
+        m.wait.with_label_values(&["eth"]).observe(1.5);
+        let text = render(&r);
+        assert!(
+            text.contains("ctrip_test_hits_total{chain=\"eth\",kind=\"a\"} 0"),
+            "{text}"
         );
-        let text = m.render();
-        assert!(text.contains("ctrip_build_info{version="), "{text}");
-        assert!(text.contains("ctrip_chain_configured{chain=\"eth\"} 1"));
-        assert!(text.contains("ctrip_payments_created_total{chain=\"eth\"} 0"));
-        assert!(text.contains("ctrip_payment_transitions_total{chain=\"eth\",to=\"confirmed\"} 0"));
-        m.observe_http("/v1/payments/{id}", "GET", 200, 0.001);
-        assert!(m.render().contains("route=\"/v1/payments/{id}\""));
+        assert!(text.contains("ctrip_test_hits_total{chain=\"eth\",kind=\"b\"} 0"));
+        assert!(text.contains("ctrip_test_depth 3"));
+        assert!(text.contains("ctrip_test_wait_seconds_bucket{chain=\"eth\",le=\"2\"} 1"));
+        assert_eq!(Sample::DECLARED.len(), 3);
+        assert_eq!(Sample::DECLARED[0].name, "ctrip_test_hits_total");
+        assert_eq!(Sample::DECLARED[0].kind, "counter");
+        assert_eq!(Sample::DECLARED[0].labels, &["chain", "kind"]);
+        assert_eq!(Sample::DECLARED[2].kind, "histogram");
+    }
+
+    #[test]
+    fn a_name_registered_twice_fails_instead_of_being_skipped() {
+        let r = Registry::new();
+        Sample::register(&r, &[]).expect("first registration");
+        let e = Sample::register(&r, &[])
+            .err()
+            .expect("second registration fails");
+        assert!(e.to_string().contains("ctrip_test_hits_total"), "{e}");
+    }
+
+    #[test]
+    fn cross_gives_every_combination_in_order() {
+        assert_eq!(
+            cross(&[&["x", "y"], &["1", "2"]]),
+            vec![
+                vec!["x".to_string(), "1".into()],
+                vec!["x".into(), "2".into()],
+                vec!["y".into(), "1".into()],
+                vec!["y".into(), "2".into()],
+            ]
+        );
     }
 }

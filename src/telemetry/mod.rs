@@ -1,4 +1,5 @@
-//! Logs (slog, JSON by default) and Prometheus metrics.
+//! Logs (slog, JSON by default), Sentry, and the Prometheus registry with the declaration
+//! macro every component's metrics use.
 //!
 //! Log lines carry `ts`, `level`, `msg` and `module`; callers add `request_id`, `chain`,
 //! `actor` or `payment_id` as key-values. Nothing secret is ever passed to a logger: API
@@ -11,9 +12,7 @@ use std::sync::{Arc, Mutex};
 
 use slog::{o, Drain, FnValue, Level, Logger, Record};
 
-use crate::config::{LogFormat, TelemetrySettings};
-
-pub use metrics::Metrics;
+use crate::config::{LogFormat, LogLevel, TelemetrySettings};
 
 /// Where log lines go.
 #[derive(Clone)]
@@ -24,16 +23,15 @@ pub enum LogSink {
     Buffer(Arc<Mutex<Vec<u8>>>),
 }
 
-/// Parses a configured level name.
-pub fn parse_level(name: &str) -> Option<Level> {
-    match name.to_ascii_lowercase().as_str() {
-        "trace" => Some(Level::Trace),
-        "debug" => Some(Level::Debug),
-        "info" => Some(Level::Info),
-        "warn" | "warning" => Some(Level::Warning),
-        "error" => Some(Level::Error),
-        "critical" => Some(Level::Critical),
-        _ => None,
+/// The slog level of a configured one.
+pub fn slog_level(level: LogLevel) -> Level {
+    match level {
+        LogLevel::Trace => Level::Trace,
+        LogLevel::Debug => Level::Debug,
+        LogLevel::Info => Level::Info,
+        LogLevel::Warning => Level::Warning,
+        LogLevel::Error => Level::Error,
+        LogLevel::Critical => Level::Critical,
     }
 }
 
@@ -57,7 +55,7 @@ pub struct LogGuard(#[allow(dead_code)] Option<slog_async::AsyncGuard>);
 
 /// Builds the root logger for the configured format and level.
 pub fn build_logger(settings: &TelemetrySettings, sink: LogSink) -> (Logger, LogGuard) {
-    let level = parse_level(&settings.log_level).unwrap_or(Level::Info);
+    let level = slog_level(settings.log_level);
     let module = FnValue(|r: &Record<'_>| r.module());
     match (sink, settings.log_format) {
         (LogSink::Buffer(buf), _) => {
@@ -121,10 +119,10 @@ mod tests {
         let buf = Arc::new(Mutex::new(Vec::new()));
         let settings = TelemetrySettings {
             log_format: LogFormat::Json,
-            log_level: "info".into(),
+            log_level: LogLevel::Info,
             sentry_dsn: Default::default(),
             sentry_dsn_file: None,
-            access_log_level: "info".into(),
+            access_log_level: crate::config::AccessLogLevel(Some(LogLevel::Info)),
         };
         let (log, _guard) = build_logger(&settings, LogSink::Buffer(buf.clone()));
         slog::info!(log, "hello"; "request_id" => "r1");

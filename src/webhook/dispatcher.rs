@@ -17,7 +17,7 @@ use super::ssrf::{check_url, GuardedResolver};
 use crate::config::WebhookSettings;
 use crate::store::webhooks::{claim_due, record_attempt, Attempt, AttemptOutcome, Claimed};
 use crate::store::{Store, StoreError};
-use crate::supervision::worker::{Work, WorkError};
+use crate::worker::Work;
 
 /// The most of a response body that is read (and discarded) to keep the connection reusable.
 const MAX_RESPONSE_BYTES: usize = 64 * 1024;
@@ -61,16 +61,12 @@ impl Dispatcher {
         Ok(Self {
             store,
             http,
-            schedule: settings
-                .retry_schedule_ms
-                .iter()
-                .map(|ms| Duration::from_millis(*ms))
-                .collect(),
+            schedule: settings.retry_schedule.clone(),
             max_attempts: settings.max_attempts,
             allow_private: settings.allow_private_targets,
             batch: settings.batch_size,
             per_endpoint: i64::from(settings.max_in_flight_per_endpoint.max(1)),
-            idle: Duration::from_millis(settings.poll_interval_ms),
+            idle: settings.poll_interval,
             // Short enough that a crashed worker's claims return soon.
             lease_seconds: Self::lease(settings).as_secs_f64(),
             metrics,
@@ -83,7 +79,7 @@ impl Dispatcher {
     /// proxy unless one is configured explicitly (an environment proxy would resolve target
     /// names itself, around the guard).
     pub fn client(settings: &WebhookSettings) -> Result<reqwest::Client, reqwest::Error> {
-        let timeout = Duration::from_millis(settings.request_timeout_ms);
+        let timeout = settings.request_timeout;
         let builder = reqwest::Client::builder()
             .timeout(timeout)
             .connect_timeout(timeout.min(Duration::from_secs(10)))
@@ -93,7 +89,7 @@ impl Dispatcher {
             }))
             .user_agent(concat!("ctrip-gateway/", env!("CARGO_PKG_VERSION")));
         let builder = match &settings.proxy {
-            Some(p) => builder.proxy(reqwest::Proxy::all(p.as_str())?),
+            Some(p) => builder.proxy(reqwest::Proxy::all(p.expose().as_str())?),
             None => builder.no_proxy(),
         };
         builder.build()
@@ -101,7 +97,7 @@ impl Dispatcher {
 
     /// Longer than any attempt can take, so a lease never expires under a live attempt.
     pub fn lease(settings: &WebhookSettings) -> Duration {
-        Duration::from_millis(settings.request_timeout_ms) * 2 + Duration::from_secs(5)
+        settings.request_timeout * 2 + Duration::from_secs(5)
     }
 
     fn failed(&self, d: &Claimed, retry_after: Option<Duration>) -> AttemptOutcome {
@@ -216,7 +212,7 @@ impl Dispatcher {
     }
 
     /// Claims, sends and records one batch; returns how many deliveries it handled.
-    pub async fn dispatch_once(&mut self) -> Result<usize, WorkError> {
+    pub async fn dispatch_once(&mut self) -> Result<usize, StoreError> {
         let client = self.store.client().await?;
         let claimed = claim_due(
             &client,
@@ -269,6 +265,8 @@ impl Dispatcher {
 }
 
 impl Work for Dispatcher {
+    type Error = StoreError;
+
     /// Back-to-back while a claim finds work, the poll interval when it finds none.
     fn interval(&self) -> Duration {
         if self.busy {
@@ -278,7 +276,7 @@ impl Work for Dispatcher {
         }
     }
 
-    async fn tick_once(&mut self) -> Result<(), WorkError> {
+    async fn tick_once(&mut self) -> Result<(), StoreError> {
         self.dispatch_once().await.map(|_| ())
     }
 }
@@ -297,12 +295,11 @@ mod tests {
     fn the_delivery_client_fails_closed_rather_than_fall_back_to_a_default_one() {
         let mut w = settings();
         assert!(Dispatcher::client(&w).is_ok());
-        w.proxy = Some("http://[::1".into());
         assert!(
-            Dispatcher::client(&w).is_err(),
-            "a client that cannot be built is an error"
+            "http://[::1".parse::<crate::config::ProxyUrl>().is_err(),
+            "a proxy URL that cannot be used is refused when the settings load"
         );
-        w.proxy = Some("http://127.0.0.1:3128".into());
+        w.proxy = Some("http://127.0.0.1:3128".parse().expect("valid proxy"));
         assert!(Dispatcher::client(&w).is_ok());
     }
 }

@@ -9,7 +9,7 @@ use ctrip::chain::scanner::{ScanReport, Scanner};
 use ctrip::chain::ChainRpc;
 use ctrip::config::ChainSettings;
 use ctrip::devnet::{Anvil, DevChain, ANVIL_PAYER};
-use ctrip::supervision::worker::Work;
+use ctrip::worker::Work;
 use serde_json::{json, Value};
 
 use crate::helpers::{spawn_app_on, spawn_app_with, test_chain, TestApp, TKN, USDC};
@@ -39,7 +39,7 @@ pub(crate) fn workers(app: &TestApp, chain: &ChainSettings) -> (Scanner, Confirm
         chain,
         Duration::from_secs(10),
         s.chain_status.clone(),
-        s.metrics.chain.clone(),
+        app.metrics.chain.clone(),
     )
     .expect("rpc client");
     workers_on(app, chain, rpc)
@@ -57,8 +57,8 @@ pub(crate) fn workers_on(
         rpc.clone(),
         app.store.clone(),
         s.chain_status.clone(),
-        s.metrics.chain.clone(),
-        s.metrics.payments.clone(),
+        app.metrics.chain.clone(),
+        app.metrics.payments.clone(),
         s.log.clone(),
         86_400,
     );
@@ -66,8 +66,8 @@ pub(crate) fn workers_on(
         &chain.name,
         rpc,
         app.store.clone(),
-        s.metrics.chain.clone(),
-        s.metrics.payments.clone(),
+        app.metrics.chain.clone(),
+        app.metrics.payments.clone(),
         s.log.clone(),
         Duration::from_secs(1),
     )
@@ -94,7 +94,7 @@ pub(crate) async fn harness_on(
     let mut chain = test_chain("devchain", 31337, &anvil.url());
     chain.rpc_urls = rpc_urls
         .into_iter()
-        .map(ctrip::config::RpcUrl::new)
+        .map(|u| ctrip::config::RpcUrl::parse(&u).unwrap())
         .collect();
     customize(&mut chain);
     let c = chain.clone();
@@ -703,8 +703,8 @@ async fn an_endpoint_serving_a_stale_head_is_avoided() {
     let stale = stale_endpoint(anvil.url(), 5).await;
     let mut chain = test_chain("devchain", 31337, &stale);
     chain.rpc_urls = vec![
-        ctrip::config::RpcUrl::new(&stale),
-        ctrip::config::RpcUrl::new(anvil.url()),
+        ctrip::config::RpcUrl::parse(&stale).unwrap(),
+        ctrip::config::RpcUrl::parse(&anvil.url()).unwrap(),
     ];
     let c = chain.clone();
     let app = spawn_app_with(move |s| s.chains = vec![c]).await;

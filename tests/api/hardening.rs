@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
+use ctrip::api::janitor::Janitor;
 use ctrip::store::webhooks::{claim_due, record_attempt, Attempt, AttemptOutcome};
-use ctrip::supervision::janitor::Janitor;
 use serde_json::{json, Value};
 
 use crate::helpers::{spawn_app, spawn_app_with};
@@ -104,7 +104,7 @@ async fn a_late_worker_cannot_overwrite_a_newer_claims_outcome() {
 #[tokio::test]
 async fn one_slow_endpoint_cannot_take_every_delivery_slot() {
     let app = spawn_app_with(|s| {
-        s.webhooks.retry_schedule_ms = vec![0];
+        s.webhooks.retry_schedule = vec![std::time::Duration::from_millis(0)];
         s.webhooks.max_in_flight_per_endpoint = 3;
     })
     .await;

@@ -51,7 +51,10 @@ async fn ready_follows_the_database_and_live_does_not() {
         .expect("join")
         .expect("temporary PostgreSQL starts");
     let url = create_database(&pg.url("postgres")).await;
-    let app = spawn_app_on(&url, |s| s.database.connect_timeout_ms = 1000).await;
+    let app = spawn_app_on(&url, |s| {
+        s.database.connect_timeout = std::time::Duration::from_millis(1000)
+    })
+    .await;
     assert_eq!(status_of(&app, "/health/ready").await, 200);
 
     let pg = tokio::task::spawn_blocking(move || pg.stop_server().map(|_| pg))

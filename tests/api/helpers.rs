@@ -27,24 +27,24 @@ pub fn test_chain(name: &str, chain_id: u64, rpc: &str) -> ChainSettings {
     ChainSettings {
         name: name.into(),
         chain_id,
-        rpc_urls: vec![RpcUrl::new(rpc)],
-        poll_interval_ms: None,
+        rpc_urls: vec![RpcUrl::parse(rpc).unwrap()],
+        poll_interval: None,
         max_head_lag_blocks: 5,
         scan_batch_blocks: 500,
         native_symbol: "ETH".into(),
         confirmations: 3,
-        block_time_ms: 1000,
+        block_time: std::time::Duration::from_millis(1000),
         start_block: StartBlock::Number(0),
         treasury: None,
         tokens: vec![
             TokenSettings {
                 symbol: "TKN".into(),
-                address: TKN.into(),
+                address: TKN.parse().unwrap(),
                 decimals: 18,
             },
             TokenSettings {
                 symbol: "USDC".into(),
-                address: USDC.into(),
+                address: USDC.parse().unwrap(),
                 decimals: 6,
             },
         ],
@@ -66,7 +66,7 @@ pub fn base_settings(database_url: &str) -> Settings {
     s.database.pool_size = 16;
     s.wallet.mnemonic = Secret::new(TEST_MNEMONIC);
     s.admin.token = Secret::new(ADMIN_TOKEN);
-    s.server.bind = "127.0.0.1:0".into();
+    s.server.bind = "127.0.0.1:0".parse().unwrap();
     s.chains = vec![test_chain("devchain", 31337, "http://127.0.0.1:9")];
     // API tests run without the actor tree; the supervision tests turn it on.
     s.supervision.enabled = false;
@@ -75,6 +75,7 @@ pub fn base_settings(database_url: &str) -> Settings {
 
 pub struct TestApp {
     pub state: ctrip::api::AppState,
+    pub metrics: ctrip::app::Metrics,
     pub db_url: String,
     pub address: String,
     pub client: reqwest::Client,
@@ -106,6 +107,7 @@ pub async fn spawn_app_on(database_url: &str, customize: impl FnOnce(&mut Settin
     let address = format!("http://127.0.0.1:{}", app.port());
     let store = app.state().store.clone();
     let state = app.state().clone();
+    let metrics = app.metrics().clone();
     let (tx, rx) = oneshot::channel();
     tokio::spawn(app.run_until_stopped(async {
         let _ = rx.await;
@@ -133,6 +135,7 @@ pub async fn spawn_app_on(database_url: &str, customize: impl FnOnce(&mut Settin
         .expect("merchant");
     TestApp {
         state,
+        metrics,
         db_url: database_url.to_string(),
         address,
         client: reqwest::Client::new(),

@@ -238,9 +238,9 @@ fn addr(app: &TestApp) -> String {
 #[tokio::test]
 async fn the_server_times_out_slow_clients_and_bounds_headers_and_connections() {
     let app = spawn_app_with(|s| {
-        s.server.header_read_timeout_ms = 300;
-        s.server.request_timeout_ms = 300;
-        s.server.idle_timeout_ms = 2_000;
+        s.server.header_read_timeout = std::time::Duration::from_millis(300);
+        s.server.request_timeout = std::time::Duration::from_millis(300);
+        s.server.idle_timeout = std::time::Duration::from_millis(2_000);
         s.server.max_header_bytes = 16 * 1024;
         s.server.max_connections = 8;
     })
@@ -306,8 +306,8 @@ async fn the_server_times_out_slow_clients_and_bounds_headers_and_connections() 
 #[tokio::test]
 async fn an_idle_keep_alive_connection_is_closed() {
     let app = spawn_app_with(|s| {
-        s.server.header_read_timeout_ms = 60_000;
-        s.server.idle_timeout_ms = 300;
+        s.server.header_read_timeout = std::time::Duration::from_millis(60_000);
+        s.server.idle_timeout = std::time::Duration::from_millis(300);
     })
     .await;
     let mut s = TcpStream::connect(addr(&app)).await.expect("connect");
@@ -324,7 +324,7 @@ async fn an_idle_keep_alive_connection_is_closed() {
 async fn metrics_and_health_detail_can_live_on_a_separate_operator_bind() {
     let url = crate::helpers::create_database(&crate::helpers::maintenance_url()).await;
     let mut settings = crate::helpers::base_settings(&url);
-    settings.server.ops_bind = Some("127.0.0.1:0".into());
+    settings.server.ops_bind = Some("127.0.0.1:0".parse().unwrap());
     let (log, _) = ctrip::telemetry::build_logger(
         &settings.telemetry,
         ctrip::telemetry::LogSink::Buffer(Default::default()),

@@ -10,7 +10,7 @@ use std::time::Duration;
 use ctrip::chain::scanner::Scanner;
 use ctrip::chain::ChainRpc;
 use ctrip::devnet::{Anvil, ANVIL_PAYER};
-use ctrip::supervision::worker::Work;
+use ctrip::worker::Work;
 use serde_json::{json, Value};
 
 use crate::chain::{
@@ -28,7 +28,7 @@ fn scanner_with_window(h: &Harness, window: u64) -> Scanner {
         &chain,
         Duration::from_secs(10),
         s.chain_status.clone(),
-        s.metrics.chain.clone(),
+        h.app.metrics.chain.clone(),
     )
     .expect("rpc client");
     Scanner::new(
@@ -36,8 +36,8 @@ fn scanner_with_window(h: &Harness, window: u64) -> Scanner {
         rpc,
         h.app.store.clone(),
         s.chain_status.clone(),
-        s.metrics.chain.clone(),
-        s.metrics.payments.clone(),
+        h.app.metrics.chain.clone(),
+        h.app.metrics.payments.clone(),
         s.log.clone(),
         window,
     )
@@ -64,8 +64,8 @@ async fn a_failover_to_a_node_behind_the_scanner_is_not_taken_for_a_reorg() {
     let stale = stale_endpoint(direct, frozen).await;
     let mut chain = h.app.state.settings.chains[0].clone();
     chain.rpc_urls = vec![
-        ctrip::config::RpcUrl::new(proxy.url()),
-        ctrip::config::RpcUrl::new(&stale),
+        ctrip::config::RpcUrl::parse(&proxy.url()).unwrap(),
+        ctrip::config::RpcUrl::parse(&stale).unwrap(),
     ];
     chain.max_head_lag_blocks = 1000;
     let s = &h.app.state;
@@ -73,7 +73,7 @@ async fn a_failover_to_a_node_behind_the_scanner_is_not_taken_for_a_reorg() {
         &chain,
         Duration::from_secs(10),
         s.chain_status.clone(),
-        s.metrics.chain.clone(),
+        h.app.metrics.chain.clone(),
     )
     .expect("rpc client");
     let mut scanner = Scanner::new(
@@ -81,8 +81,8 @@ async fn a_failover_to_a_node_behind_the_scanner_is_not_taken_for_a_reorg() {
         rpc.clone(),
         h.app.store.clone(),
         s.chain_status.clone(),
-        s.metrics.chain.clone(),
-        s.metrics.payments.clone(),
+        h.app.metrics.chain.clone(),
+        h.app.metrics.payments.clone(),
         s.log.clone(),
         86_400,
     );
@@ -457,7 +457,7 @@ async fn the_chain_workers_share_one_head_refresh() {
         &chain,
         Duration::from_secs(10),
         s.chain_status.clone(),
-        s.metrics.chain.clone(),
+        h.app.metrics.chain.clone(),
     )
     .expect("rpc client")
     .with_head_ttl(Duration::from_secs(3600));

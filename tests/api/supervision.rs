@@ -20,21 +20,21 @@ const STALL_MS: u64 = 2000;
 
 fn tree_settings(s: &mut Settings, alpha_rpc: &str, beta_rpc: &str) {
     let mut alpha = test_chain("alpha", 31337, alpha_rpc);
-    alpha.poll_interval_ms = Some(200);
+    alpha.poll_interval = Some(std::time::Duration::from_millis(200));
     let mut beta = test_chain("beta", 31338, beta_rpc);
-    beta.poll_interval_ms = Some(200);
+    beta.poll_interval = Some(std::time::Duration::from_millis(200));
     s.chains = vec![alpha, beta];
     s.webhooks.workers = 2;
     let sv = &mut s.supervision;
     sv.enabled = true;
-    sv.watchdog_interval_ms = 200;
-    sv.stall_timeout_ms = STALL_MS;
-    sv.restart_backoff_min_ms = 200;
-    sv.restart_backoff_max_ms = 2000;
-    sv.chain_retry_min_ms = 1000;
-    sv.chain_retry_max_ms = 5000;
+    sv.watchdog_interval = std::time::Duration::from_millis(200);
+    sv.stall_timeout = std::time::Duration::from_millis(STALL_MS);
+    sv.restart_backoff_min = std::time::Duration::from_millis(200);
+    sv.restart_backoff_max = std::time::Duration::from_millis(2000);
+    sv.chain_retry_min = std::time::Duration::from_millis(1000);
+    sv.chain_retry_max = std::time::Duration::from_millis(5000);
     // Longer than the stall timeout: a blackholed request hangs until the watchdog acts.
-    sv.rpc_timeout_ms = 30_000;
+    sv.rpc_timeout = std::time::Duration::from_millis(30_000);
 }
 
 fn check<'a>(detail: &'a Value, key: &str) -> &'a Value {
@@ -453,9 +453,9 @@ async fn a_chain_meltdown_fails_only_that_chain_and_the_root_retries_it() {
     );
     let app = spawn_app_with(|s| {
         tree_settings(s, &dead, &b.url());
-        s.supervision.stall_timeout_ms = 800;
+        s.supervision.stall_timeout = std::time::Duration::from_millis(800);
         s.supervision.chain_max_restarts = 1;
-        s.supervision.chain_retry_min_ms = 500;
+        s.supervision.chain_retry_min = std::time::Duration::from_millis(500);
     })
     .await;
     let series = r#"ctrip_supervisor_meltdowns_total{actor="chain",chain="alpha"}"#;
@@ -522,13 +522,13 @@ async fn a_chain_meltdown_fails_only_that_chain_and_the_root_retries_it() {
 async fn workers_can_be_driven_one_tick_at_a_time() {
     use ctrip::chain::metrics::ChainMetrics;
     use ctrip::chain::{confirmer::Confirmer, scanner::Scanner, ChainRpc, ChainStatusRegistry};
-    use ctrip::supervision::worker::Work;
+    use ctrip::worker::Work;
 
     let a = Anvil::start(None).await.expect("anvil");
     let app = crate::helpers::spawn_app().await;
     let chain = test_chain("devchain", 31337, &a.url());
     let status = ChainStatusRegistry::default();
-    let metrics = ChainMetrics::new(&prometheus::Registry::new(), &["devchain".to_string()]);
+    let metrics = ChainMetrics::new(&prometheus::Registry::new(), &["devchain"]).expect("metrics");
     let rpc = ChainRpc::new(
         &chain,
         Duration::from_secs(5),
@@ -536,7 +536,7 @@ async fn workers_can_be_driven_one_tick_at_a_time() {
         metrics.clone(),
     )
     .expect("rpc client");
-    let pm = app.state.metrics.payments.clone();
+    let pm = app.metrics.payments.clone();
     let log = app.state.log.clone();
     let mut scanner = Scanner::new(
         chain.clone(),

@@ -187,7 +187,7 @@ impl Receiver {
 pub(crate) async fn webhook_app() -> TestApp {
     spawn_app_with(|s| {
         // Retries are due at once: tests drive the schedule, they never wait for it.
-        s.webhooks.retry_schedule_ms = vec![0];
+        s.webhooks.retry_schedule = vec![std::time::Duration::from_millis(0)];
         s.webhooks.max_attempts = 4;
     })
     .await
@@ -197,7 +197,7 @@ pub(crate) fn dispatcher(app: &TestApp) -> Dispatcher {
     Dispatcher::new(
         &app.state.settings.webhooks,
         app.store.clone(),
-        app.state.metrics.webhooks.clone(),
+        app.metrics.webhooks.clone(),
         app.state.log.clone(),
     )
     .expect("webhook client")

@@ -9,11 +9,15 @@ use slog::Logger;
 use tokio::net::TcpListener;
 
 use crate::api::{self, AppState};
-use crate::config::Settings;
+use crate::config::{Secret, Settings};
 use crate::store::Store;
-use crate::supervision::{Tree, TreeContext};
-use crate::telemetry::Metrics;
 use crate::wallet::HdWallet;
+
+pub mod metrics;
+pub mod tree;
+
+pub use metrics::Metrics;
+use tree::TreeContext;
 
 /// A built, bound, not yet serving gateway.
 pub struct Application {
@@ -21,12 +25,14 @@ pub struct Application {
     ops_listener: Option<TcpListener>,
     port: u16,
     state: AppState,
+    metrics: Metrics,
+    rpcs: tree::ChainClients,
 }
 
 impl Application {
     /// Connects to the database (failing fast when it is unreachable), applies migrations
     /// when `migrate` is set, derives the wallet and binds the listener.
-    pub async fn build(settings: Settings, log: Logger, migrate: bool) -> anyhow::Result<Self> {
+    pub async fn build(mut settings: Settings, log: Logger, migrate: bool) -> anyhow::Result<Self> {
         let store = Store::new(&settings.database)?;
         store
             .ping()
@@ -40,19 +46,22 @@ impl Application {
             settings.wallet.passphrase.expose(),
         )
         .context("wallet.mnemonic")?;
-        let names: Vec<String> = settings.chains.iter().map(|c| c.name.clone()).collect();
-        let metrics = Metrics::new(&names, &crate::supervision::tree::actor_labels(&settings));
+        // The wallet holds the keys from here on; the settings every component shares keep
+        // no copy of the mnemonic (the dropped secrets are zeroed).
+        settings.wallet.mnemonic = Secret::default();
+        settings.wallet.passphrase = Secret::default();
+        let metrics = Metrics::new(&settings).context("metrics registration")?;
         let chains: HashMap<_, _> = settings
             .chains
             .iter()
             .map(|c| (c.name.clone(), c.clone()))
             .collect();
-        let addr = settings.server_bind()?;
+        let addr = settings.server.bind;
         let listener = TcpListener::bind(addr)
             .await
             .with_context(|| format!("cannot listen on server.bind {addr}"))?;
         let port = listener.local_addr()?.port();
-        let ops_listener = match settings.ops_bind()? {
+        let ops_listener = match settings.server.ops_bind {
             Some(addr) => Some(
                 TcpListener::bind(addr)
                     .await
@@ -63,40 +72,51 @@ impl Application {
         if chains.is_empty() {
             slog::warn!(log, "no [[chains]] configured: payments cannot be created");
         }
+        let known_actors = tree::actor_labels(&settings);
         let state = AppState {
             settings: Arc::new(settings),
             chains: Arc::new(chains),
             store,
             wallet: Arc::new(wallet),
-            metrics,
+            metrics: metrics.for_api(),
             log,
             registry: actors::HealthRegistry::new(),
             chain_status: crate::chain::ChainStatusRegistry::default(),
             directory: crate::supervision::SupervisorDirectory::default(),
-            faults: Arc::new(crate::supervision::Faults::default()),
+            faults: Arc::new(crate::worker::Faults::default()),
+            known_actors: Arc::new(known_actors),
         };
         Ok(Self {
             listener,
             ops_listener,
             port,
             state,
+            metrics,
+            rpcs: Default::default(),
         })
     }
 
-    fn tree_context(state: &AppState) -> TreeContext {
+    /// What the actor tree is built from.
+    pub fn tree_context(&self) -> TreeContext {
+        let state = &self.state;
         TreeContext {
             settings: state.settings.clone(),
             store: state.store.clone(),
             registry: state.registry.clone(),
             chain_status: state.chain_status.clone(),
-            chain_metrics: state.metrics.chain.clone(),
-            payment_metrics: state.metrics.payments.clone(),
-            webhook_metrics: state.metrics.webhooks.clone(),
+            chain_metrics: self.metrics.chain.clone(),
+            payment_metrics: self.metrics.payments.clone(),
+            webhook_metrics: self.metrics.webhooks.clone(),
             log: state.log.clone(),
             faults: state.faults.clone(),
             directory: state.directory.clone(),
-            rpcs: Default::default(),
+            rpcs: self.rpcs.clone(),
         }
+    }
+
+    /// Every component's metrics.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
     }
 
     /// The bound port (useful with port 0).
@@ -125,10 +145,11 @@ impl Application {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
+        let ctx = self.tree_context();
         let state = self.state;
         let log = state.log.clone();
         let tree = if state.settings.supervision.enabled {
-            match Tree::start(Self::tree_context(&state)).await {
+            match ctx.start().await {
                 Ok(t) => Some(t),
                 Err(e) => {
                     slog::error!(log, "actor tree failed to start"; "error" => %e);
@@ -145,8 +166,7 @@ impl Application {
                 let _ = rx.wait_for(|s| *s).await;
             }
         };
-        let drain =
-            std::time::Duration::from_millis(state.settings.supervision.shutdown_timeout_ms);
+        let drain = state.settings.supervision.shutdown_timeout;
         let ops = self.ops_listener.map(|l| {
             if let Ok(a) = l.local_addr() {
                 slog::info!(log, "serving operator endpoints"; "port" => a.port());
@@ -175,10 +195,8 @@ impl Application {
         }
         slog::info!(log, "HTTP server stopped");
         if let Some(tree) = tree {
-            let timeout = std::time::Duration::from_millis(
-                state.settings.supervision.shutdown_timeout_ms * 4,
-            );
-            tree.shutdown(timeout).await;
+            tree.shutdown(state.settings.supervision.shutdown_timeout * 4)
+                .await;
         }
         Ok(())
     }

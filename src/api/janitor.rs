@@ -5,9 +5,10 @@ use std::time::Duration;
 
 use slog::Logger;
 
-use super::worker::{Work, WorkError};
 use crate::store::idempotency::{purge_older_than, KEY_TTL_HOURS};
 use crate::store::Store;
+use crate::store::StoreError;
+use crate::worker::Work;
 
 /// Periodic database housekeeping.
 pub struct Janitor {
@@ -27,7 +28,7 @@ impl Janitor {
     }
 
     /// One purge; returns how many keys were deleted.
-    pub async fn purge_once(&self) -> Result<u64, WorkError> {
+    pub async fn purge_once(&self) -> Result<u64, StoreError> {
         let client = self.store.client().await?;
         let n = purge_older_than(&client, KEY_TTL_HOURS).await?;
         if n > 0 {
@@ -38,11 +39,13 @@ impl Janitor {
 }
 
 impl Work for Janitor {
+    type Error = StoreError;
+
     fn interval(&self) -> Duration {
         self.interval
     }
 
-    async fn tick_once(&mut self) -> Result<(), WorkError> {
+    async fn tick_once(&mut self) -> Result<(), StoreError> {
         self.purge_once().await.map(|_| ())
     }
 }

@@ -1,9 +1,13 @@
-//! The generic worker actor: a unit of periodic work ([`Work::tick_once`]) driven by
-//! self-scheduled ticks. Tests call `tick_once` directly; the actor adds scheduling,
-//! heartbeats and error policy (retryable errors are logged and retried after a bounded
-//! exponential backoff, whatever the work's own interval, so a dead dependency never spins
-//! a worker; fatal ones fail the actor so its supervisor restarts it).
+//! Periodic work and the actor that drives it. A leaf: it imports no component, so every
+//! component can implement [`Work`] and the supervision tree can run any of them.
+//!
+//! A unit of periodic work ([`Work::tick_once`]) is driven by self-scheduled ticks. Tests
+//! call `tick_once` directly; the actor adds scheduling, heartbeats and error policy
+//! (retryable errors are logged and retried after a bounded exponential backoff, whatever
+//! the work's own interval, so a dead dependency never spins a worker; fatal ones fail the
+//! actor so its supervisor restarts it).
 
+use std::fmt;
 use std::future::Future;
 use std::marker::PhantomData;
 use std::sync::Arc;
@@ -13,46 +17,28 @@ use actors::{Backoff, Failure, Heartbeat};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use slog::Logger;
 
-use super::faults::Faults;
-use crate::chain::RpcError;
-use crate::store::StoreError;
+/// How a failure should be handled. Each component classifies its own errors; the worker
+/// only asks.
+pub trait Retryable {
+    /// Worth trying again later (the next tick): connectivity, timeouts, a chain view that
+    /// changed mid-tick.
+    fn is_retryable(&self) -> bool;
 
-/// Why a tick did not complete.
-#[derive(Debug, thiserror::Error)]
-pub enum WorkError {
-    /// A chain RPC failed.
-    #[error("rpc: {0}")]
-    Rpc(#[from] RpcError),
-    /// The database failed.
-    #[error("store: {0}")]
-    Store(#[from] StoreError),
-    /// The chain view changed mid-tick (a reorg in progress); retried next tick.
-    #[error("inconsistent chain view: {0}")]
-    Inconsistent(&'static str),
-}
-
-impl WorkError {
-    /// Try again next tick.
-    pub fn is_retryable(&self) -> bool {
-        match self {
-            Self::Rpc(e) => e.is_retryable(),
-            Self::Store(e) => e.is_retryable(),
-            Self::Inconsistent(_) => true,
-        }
-    }
-
-    /// Restart the actor.
-    pub fn is_fatal(&self) -> bool {
+    /// Not worth retrying in this incarnation: the actor fails and its supervisor restarts
+    /// it with a clean state.
+    fn is_fatal(&self) -> bool {
         !self.is_retryable()
     }
 }
 
 /// Periodic work owned by one actor.
 pub trait Work: Send + 'static {
+    /// Why a tick did not complete.
+    type Error: Retryable + fmt::Display + fmt::Debug + Send + 'static;
     /// Pause between the end of one tick and the start of the next.
     fn interval(&self) -> Duration;
     /// One unit of work. Completing it counts as progress (a heartbeat).
-    fn tick_once(&mut self) -> impl Future<Output = Result<(), WorkError>> + Send;
+    fn tick_once(&mut self) -> impl Future<Output = Result<(), Self::Error>> + Send;
 }
 
 /// Messages of a worker.
@@ -174,6 +160,66 @@ impl<W: Work> Actor for Worker<W> {
     ) -> Result<(), ActorProcessingErr> {
         slog::info!(state.args.log, "actor stopped");
         Ok(())
+    }
+}
+
+// Test-only fault injection. In release builds the type exists but holds nothing and
+// injects nothing: the hook is compiled out.
+
+/// Faults armed by tests, consumed by workers.
+#[derive(Debug, Default)]
+pub struct Faults {
+    #[cfg(debug_assertions)]
+    panics: std::sync::Mutex<std::collections::HashSet<String>>,
+    #[cfg(debug_assertions)]
+    tree_start: std::sync::atomic::AtomicBool,
+}
+
+impl Faults {
+    /// Makes the worker with health key `key` panic on its next tick (debug builds only).
+    #[cfg(debug_assertions)]
+    pub fn inject_panic(&self, key: &str) {
+        if let Ok(mut p) = self.panics.lock() {
+            p.insert(key.to_string());
+        }
+    }
+
+    /// Panics if a panic was armed for `key` (debug builds only).
+    #[cfg(debug_assertions)]
+    pub fn maybe_panic(&self, key: &str) {
+        let armed = self
+            .panics
+            .lock()
+            .map(|mut p| p.remove(key))
+            .unwrap_or(false);
+        if armed {
+            panic!("injected panic (test hook) in {key}");
+        }
+    }
+
+    /// No-op in release builds.
+    #[cfg(not(debug_assertions))]
+    #[inline(always)]
+    pub fn maybe_panic(&self, _key: &str) {}
+
+    /// Makes the next actor-tree start fail (debug builds only).
+    #[cfg(debug_assertions)]
+    pub fn fail_tree_start(&self) {
+        self.tree_start
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Whether a tree-start failure was armed (always false in release builds).
+    pub fn tree_start_fails(&self) -> bool {
+        #[cfg(debug_assertions)]
+        {
+            self.tree_start
+                .swap(false, std::sync::atomic::Ordering::SeqCst)
+        }
+        #[cfg(not(debug_assertions))]
+        {
+            false
+        }
     }
 }
 

@@ -1,0 +1,50 @@
+//! HTTP metrics, and the set of metrics the API itself touches or refreshes at scrape time.
+
+use prometheus::{HistogramVec, IntCounter, IntCounterVec, Registry};
+
+use crate::domain::metrics::PaymentMetrics;
+use crate::store::metrics::DbMetrics;
+use crate::supervision::metrics::ActorMetrics;
+use crate::webhook::metrics::WebhookMetrics;
+
+crate::declare_metrics! {
+    /// HTTP server metrics; `route` is the route template, never the raw path.
+    pub struct HttpMetrics() {
+        requests: IntCounterVec = "http_requests_total" ["route", "method", "status"],
+            "HTTP requests by route template (e.g. /v1/payments/{id}), method and status.";
+        duration: HistogramVec = "http_request_duration_seconds" ["route", "method"],
+            "HTTP request duration.";
+        idempotent_replays: IntCounter = "idempotent_replays_total" [],
+            "POST requests answered from a stored idempotent response.";
+    }
+}
+
+impl HttpMetrics {
+    /// Observes one finished HTTP request.
+    pub fn observe(&self, route: &str, method: &str, status: u16, seconds: f64) {
+        let status = status.to_string();
+        self.requests
+            .with_label_values(&[route, method, status.as_str()])
+            .inc();
+        self.duration
+            .with_label_values(&[route, method])
+            .observe(seconds);
+    }
+}
+
+/// The metrics the API counts into, refreshes at scrape time and renders.
+#[derive(Clone)]
+pub struct ApiMetrics {
+    /// The process's registry, rendered by `/metrics`.
+    pub registry: Registry,
+    /// HTTP server.
+    pub http: HttpMetrics,
+    /// Payments created and canceled through the API.
+    pub payments: PaymentMetrics,
+    /// Database pool, refreshed at scrape time.
+    pub db: DbMetrics,
+    /// Actors, refreshed from the health registry at scrape time.
+    pub actors: ActorMetrics,
+    /// Webhook backlog, refreshed at scrape time.
+    pub webhooks: WebhookMetrics,
+}
