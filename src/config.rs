@@ -154,6 +154,22 @@ where
     text.parse().map_err(serde::de::Error::custom)
 }
 
+const SOCKET_ADDR: &str = "must be host:port with a literal IP, e.g. 127.0.0.1:8080";
+
+fn parse_socket_addr<'de, D: serde::Deserializer<'de>>(d: D) -> Result<SocketAddr, D::Error> {
+    String::deserialize(d)?
+        .parse()
+        .map_err(|_| serde::de::Error::custom(SOCKET_ADDR))
+}
+
+fn parse_opt_socket_addr<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<SocketAddr>, D::Error> {
+    Option::<String>::deserialize(d)?
+        .map(|t| t.parse().map_err(|_| serde::de::Error::custom(SOCKET_ADDR)))
+        .transpose()
+}
+
 /// A log level.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogLevel {
@@ -270,7 +286,7 @@ pub struct Settings {
 #[serde(deny_unknown_fields)]
 pub struct ServerSettings {
     /// Listen address, e.g. `127.0.0.1:8080`; port 0 picks a free port.
-    #[serde(deserialize_with = "parse_text")]
+    #[serde(deserialize_with = "parse_socket_addr")]
     pub bind: SocketAddr,
     /// Largest accepted request body.
     pub request_body_limit_bytes: u64,
@@ -293,7 +309,7 @@ pub struct ServerSettings {
     #[serde(
         default,
         skip_serializing_if = "Option::is_none",
-        deserialize_with = "parse_opt_text"
+        deserialize_with = "parse_opt_socket_addr"
     )]
     pub ops_bind: Option<SocketAddr>,
 }
@@ -1261,6 +1277,13 @@ mod tests {
             "[[chains]]\nname = \"eth\"\nchain_id = 1\nrpc_urls = [\"http://x\"]\nconfirmations = 12\nblock_time_ms = 12000\ntreasurey = \"0x12\"\n",
         );
         assert!(e.contains("treasurey"), "{e}");
+        // The environment layer too.
+        std::env::set_var("CTRIP__SERVER__BIDN", "127.0.0.1:1");
+        let e = Settings::load_layers(Path::new("config"), None, None, true)
+            .expect_err("refused")
+            .to_string();
+        std::env::remove_var("CTRIP__SERVER__BIDN");
+        assert!(e.contains("bidn") && !e.contains('\n'), "{e}");
     }
 
     #[test]

@@ -10,6 +10,7 @@ pub mod cli;
 pub mod config;
 pub mod devnet;
 pub mod domain;
+pub mod models;
 pub mod ops;
 pub mod store;
 pub mod supervision;

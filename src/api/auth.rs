@@ -6,9 +6,10 @@ use super::{ApiError, ApiRequest, AppState};
 use crate::domain::apikey;
 use crate::store::api_keys;
 
-/// The authenticated merchant.
+/// The merchant a request was authenticated as (the full merchant record lives in the
+/// store; a request needs only its id and account).
 #[derive(Debug, Clone, Copy)]
-pub struct Merchant {
+pub struct Caller {
     /// Merchant id.
     pub id: Uuid,
     /// Its BIP-44 account.
@@ -28,7 +29,7 @@ pub fn bearer(header: &warp::http::HeaderValue) -> Option<&str> {
 
 /// Authenticates the request. Unknown, malformed and mismatching keys get the same answer,
 /// so the response tells an attacker nothing about which prefixes exist.
-pub async fn authenticate(state: &AppState, req: &ApiRequest) -> Result<Merchant, ApiError> {
+pub async fn authenticate(state: &AppState, req: &ApiRequest) -> Result<Caller, ApiError> {
     let header =
         req.headers
             .get(warp::http::header::AUTHORIZATION)
@@ -47,7 +48,7 @@ pub async fn authenticate(state: &AppState, req: &ApiRequest) -> Result<Merchant
     if stored.revoked_at.is_some() {
         return Err(ApiError::Authentication("API key has been revoked"));
     }
-    Ok(Merchant {
+    Ok(Caller {
         id: stored.merchant_id,
         account_index: stored.account_index,
     })

@@ -97,7 +97,7 @@ fn check(
 }
 
 fn rfc3339_of(t: std::time::SystemTime) -> String {
-    crate::domain::payment::rfc3339(&chrono::DateTime::<chrono::Utc>::from(t))
+    crate::models::rfc3339(&chrono::DateTime::<chrono::Utc>::from(t))
 }
 
 /// `GET /health/detail`: the IETF health-check format. `fail` (503) only when the database
@@ -106,7 +106,7 @@ pub async fn detail(state: &AppState) -> ApiResult {
     use actors::ActorState;
     use std::time::Duration;
 
-    let now = crate::domain::payment::rfc3339(&chrono::Utc::now());
+    let now = crate::models::rfc3339(&chrono::Utc::now());
     let mut checks = serde_json::Map::new();
     let mut warn = false;
 

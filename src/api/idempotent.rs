@@ -10,7 +10,7 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 use warp::http::{header, StatusCode};
 
-use super::auth::Merchant;
+use super::auth::Caller;
 use super::{bytes_response, ApiError, ApiRequest, ApiResult, AppState};
 use crate::store::idempotency::{self, Claim};
 
@@ -62,7 +62,7 @@ fn replay(status: u16, body: Vec<u8>, state: &AppState) -> ApiResult {
 /// Claims an `Idempotency-Key` on `c` (a transaction that will also run the operation).
 /// `Ok(Some(response))` when the request is a replay (answer with it), `Ok(None)` when it
 /// is new (run it, then store its response in the same transaction).
-pub async fn claim_key(
+async fn claim_key(
     state: &AppState,
     c: &impl GenericClient,
     merchant_id: Uuid,
@@ -81,30 +81,48 @@ pub async fn claim_key(
     }
 }
 
+/// How a POST was answered.
+pub enum Ran {
+    /// The operation ran and committed now.
+    Fresh(warp::http::Response<bytes::Bytes>),
+    /// The stored response of an earlier request with the same key.
+    Replayed(warp::http::Response<bytes::Bytes>),
+}
+
+impl Ran {
+    /// The response to send.
+    pub fn into_response(self) -> warp::http::Response<bytes::Bytes> {
+        match self {
+            Self::Fresh(r) | Self::Replayed(r) => r,
+        }
+    }
+}
+
 /// Runs `op` in one transaction with the key's claim and stored response. Without a key it
 /// still runs in a transaction of its own. An error, a non-2xx answer or a dropped request
-/// rolls everything back, the claim included.
+/// rolls everything back, the claim included. Validate the request before calling this, so
+/// a malformed request is a 400 whatever key it carries.
 pub async fn run(
     state: &AppState,
     req: &ApiRequest,
-    merchant: &Merchant,
+    merchant: &Caller,
     op: impl AsyncFnOnce(&Transaction<'_>) -> ApiResult,
-) -> ApiResult {
+) -> Result<Ran, ApiError> {
     let key = idempotency_key(req)?;
     let mut client = state.store.client().await?;
     let tx = client.transaction().await?;
     if let Some(key) = &key {
         if let Some(replayed) = claim_key(state, &tx, merchant.id, key, &request_hash(req)).await? {
-            return Ok(replayed);
+            return Ok(Ran::Replayed(replayed));
         }
     }
     let resp = op(&tx).await?;
     if !resp.status().is_success() {
-        return Ok(resp);
+        return Ok(Ran::Fresh(resp));
     }
     if let Some(key) = &key {
         idempotency::complete(&tx, merchant.id, key, resp.status().as_u16(), resp.body()).await?;
     }
     tx.commit().await?;
-    Ok(resp)
+    Ok(Ran::Fresh(resp))
 }

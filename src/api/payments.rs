@@ -10,16 +10,17 @@ use serde_json::{Map, Value};
 use uuid::Uuid;
 use warp::http::{header, StatusCode};
 
-use super::auth::{self, Merchant};
-use super::idempotent::{claim_key, idempotency_key, request_hash};
+use super::auth::{self, Caller};
+use super::idempotent::{self, idempotency_key, Ran};
 use super::input;
 use super::{bytes_response, json, ApiError, ApiRequest, ApiResult, AppState};
 use crate::config::{ChainSettings, PaymentSettings};
-use crate::domain::lifecycle;
+use crate::domain::lifecycle::{self, Cause};
 use crate::domain::{parse_units, AmountError, Asset, HistoryEntry, Payment, PaymentStatus};
-use crate::store::idempotency;
+use crate::models::PaymentObject;
 use crate::store::merchants::next_derivation_index;
-use crate::store::payments::{self as store, ListFilter, NewPayment};
+use crate::store::payments::{self as payment_rows, ListFilter, NewPayment};
+use deadpool_postgres::Transaction;
 
 /// The create body, as documented in `/openapi.json`. [`parse_create`] validates the same
 /// fields by hand so that every refusal can name its parameter; a unit test keeps the two
@@ -244,24 +245,49 @@ fn head_of(state: &AppState, chain: &str) -> Option<u64> {
 #[utoipa::path(post, path = "/v1/payments", tag = "payments",
     request_body = CreatePaymentBody,
     params(("Idempotency-Key" = Option<String>, Header, description = "Replays return the first response")),
-    responses((status = 201, description = "Created", body = crate::domain::PaymentObject),
+    responses((status = 201, description = "Created", body = crate::models::PaymentObject),
         (status = 400, body = super::error::ErrorBody<'_>), (status = 401, body = super::error::ErrorBody<'_>),
         (status = 409, body = super::error::ErrorBody<'_>)),
     security(("api_key" = [])))]
 pub async fn create(state: &AppState, req: &ApiRequest) -> ApiResult {
     let merchant = auth::authenticate(state, req).await?;
-    let key = idempotency_key(req)?;
+    idempotency_key(req)?;
     let body = parse_json_body(req)?;
     let params = parse_create(&body, &state.chains, &state.settings.payments)?;
-
-    let mut client = state.store.client().await?;
-    let tx = client.transaction().await?;
-    if let Some(key) = &key {
-        if let Some(replayed) = claim_key(state, &tx, merchant.id, key, &request_hash(req)).await? {
-            return Ok(replayed);
-        }
+    let mut created = None;
+    let ran = idempotent::run(state, req, &merchant, async |tx| {
+        let payment = insert_payment(state, &merchant, params, tx).await?;
+        let bytes = serde_json::to_vec(&PaymentObject::new(&payment, None))
+            .map_err(|e| ApiError::Internal(e.into()))?;
+        created = Some((payment.id, payment.chain));
+        Ok(bytes_response(
+            StatusCode::CREATED,
+            "application/json",
+            bytes.into(),
+        ))
+    })
+    .await?;
+    if let (Ran::Fresh(_), Some((id, chain))) = (&ran, created) {
+        state
+            .metrics
+            .payments
+            .created
+            .with_label_values(&[chain.as_str()])
+            .inc();
+        slog::info!(state.log, "payment created";
+            "request_id" => &req.request_id, "payment_id" => %id, "chain" => &chain);
     }
-    let index = next_derivation_index(&tx, merchant.account_index).await?;
+    Ok(ran.into_response())
+}
+
+/// Derives the next deposit address and inserts the payment.
+async fn insert_payment(
+    state: &AppState,
+    merchant: &Caller,
+    params: CreateParams,
+    tx: &Transaction<'_>,
+) -> Result<Payment, ApiError> {
+    let index = next_derivation_index(tx, merchant.account_index).await?;
     let address = state
         .wallet
         .deposit_address(merchant.account_index, index)?;
@@ -288,27 +314,8 @@ pub async fn create(state: &AppState, req: &ApiRequest) -> ApiResult {
         created_at: now,
         expires_at,
     };
-    store::insert(&tx, &new).await?;
-    let payment = pending_payment(new);
-    let bytes =
-        serde_json::to_vec(&payment.to_object(None)).map_err(|e| ApiError::Internal(e.into()))?;
-    if let Some(key) = &key {
-        idempotency::complete(&tx, merchant.id, key, 201, &bytes).await?;
-    }
-    tx.commit().await?;
-    state
-        .metrics
-        .payments
-        .created
-        .with_label_values(&[payment.chain.as_str()])
-        .inc();
-    slog::info!(state.log, "payment created";
-        "request_id" => &req.request_id, "payment_id" => %payment.id, "chain" => &payment.chain);
-    Ok(bytes_response(
-        StatusCode::CREATED,
-        "application/json",
-        bytes.into(),
-    ))
+    payment_rows::insert(tx, &new).await?;
+    Ok(pending_payment(new))
 }
 
 /// The aggregate of a payment that was just inserted, without reading it back.
@@ -351,18 +358,18 @@ fn parse_id(id: &str) -> Result<Uuid, ApiError> {
 /// `GET /v1/payments/{id}`
 #[utoipa::path(get, path = "/v1/payments/{id}", tag = "payments",
     params(("id" = String, Path, description = "Payment id")),
-    responses((status = 200, body = crate::domain::PaymentObject), (status = 404, body = super::error::ErrorBody<'_>)),
+    responses((status = 200, body = crate::models::PaymentObject), (status = 404, body = super::error::ErrorBody<'_>)),
     security(("api_key" = [])))]
 pub async fn get(state: &AppState, req: &ApiRequest, id: &str) -> ApiResult {
     let merchant = auth::authenticate(state, req).await?;
     let id = parse_id(id)?;
     let client = state.store.client().await?;
-    let payment = store::get(&client, merchant.id, id)
+    let payment = payment_rows::get(&client, merchant.id, id)
         .await?
         .ok_or_else(|| ApiError::NotFound("no such payment".into()))?;
     json(
         StatusCode::OK,
-        &payment.to_object(head_of(state, &payment.chain)),
+        &PaymentObject::new(&payment, head_of(state, &payment.chain)),
     )
 }
 
@@ -370,7 +377,7 @@ pub async fn get(state: &AppState, req: &ApiRequest, id: &str) -> ApiResult {
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct PaymentList {
     object: &'static str,
-    data: Vec<crate::domain::PaymentObject>,
+    data: Vec<crate::models::PaymentObject>,
     has_more: bool,
 }
 
@@ -421,14 +428,14 @@ pub async fn list(state: &AppState, req: &ApiRequest) -> ApiResult {
     let merchant = auth::authenticate(state, req).await?;
     let filter = parse_list_query(&req.query, &state.chains)?;
     let client = state.store.client().await?;
-    let (page, has_more) = store::list(&client, merchant.id, &filter).await?;
+    let (page, has_more) = payment_rows::list(&client, merchant.id, &filter).await?;
     json(
         StatusCode::OK,
         &PaymentList {
             object: "list",
             data: page
                 .iter()
-                .map(|p| p.to_object(head_of(state, &p.chain)))
+                .map(|p| PaymentObject::new(p, head_of(state, &p.chain)))
                 .collect(),
             has_more,
         },
@@ -438,51 +445,50 @@ pub async fn list(state: &AppState, req: &ApiRequest) -> ApiResult {
 /// `POST /v1/payments/{id}/cancel`
 #[utoipa::path(post, path = "/v1/payments/{id}/cancel", tag = "payments",
     params(("id" = String, Path), ("Idempotency-Key" = Option<String>, Header)),
-    responses((status = 200, body = crate::domain::PaymentObject), (status = 404, body = super::error::ErrorBody<'_>),
+    responses((status = 200, body = crate::models::PaymentObject), (status = 404, body = super::error::ErrorBody<'_>),
         (status = 409, body = super::error::ErrorBody<'_>)),
     security(("api_key" = [])))]
 pub async fn cancel(state: &AppState, req: &ApiRequest, id: &str) -> ApiResult {
-    let merchant: Merchant = auth::authenticate(state, req).await?;
-    let key = idempotency_key(req)?;
+    let merchant: Caller = auth::authenticate(state, req).await?;
+    idempotency_key(req)?;
     let id = parse_id(id)?;
-    let mut client = state.store.client().await?;
-    let tx = client.transaction().await?;
-    if let Some(key) = &key {
-        if let Some(replayed) = claim_key(state, &tx, merchant.id, key, &request_hash(req)).await? {
-            return Ok(replayed);
-        }
+    let mut canceled = None;
+    let ran = idempotent::run(state, req, &merchant, async |tx| {
+        let locked = payment_rows::lock(tx, merchant.id, id)
+            .await?
+            .ok_or_else(|| ApiError::NotFound("no such payment".into()))?;
+        // Funds may sit in blocks the scanner has not read yet: cancel only once it has
+        // read the chain up to the head it last saw. A chain never scanned has no such
+        // blocks to wait for, and funds that still arrive are announced as late funds.
+        let chain_scanned = crate::store::chain::progress(tx, &locked.chain)
+            .await?
+            .is_none_or(|p| p.caught_up());
+        let change = lifecycle::apply(&locked.facts, Cause::Cancel { chain_scanned })
+            .map_err(|e| ApiError::Conflict(e.to_string()))?
+            .ok_or_else(|| ApiError::Conflict("the payment is already canceled".into()))?;
+        let payment =
+            payment_rows::write_change(tx, merchant.id, id, locked.facts.status, &change).await?;
+        let bytes = serde_json::to_vec(&PaymentObject::new(&payment, None))
+            .map_err(|e| ApiError::Internal(e.into()))?;
+        canceled = Some(payment.chain);
+        Ok(bytes_response(
+            StatusCode::OK,
+            "application/json",
+            bytes.into(),
+        ))
+    })
+    .await?;
+    if let (Ran::Fresh(_), Some(chain)) = (&ran, canceled) {
+        state
+            .metrics
+            .payments
+            .transitions
+            .with_label_values(&[chain.as_str(), "canceled"])
+            .inc();
+        slog::info!(state.log, "payment canceled";
+            "request_id" => &req.request_id, "payment_id" => %id, "chain" => &chain);
     }
-    let (status, received, chain) = store::lock(&tx, merchant.id, id)
-        .await?
-        .ok_or_else(|| ApiError::NotFound("no such payment".into()))?;
-    // Funds may sit in blocks the scanner has not read yet: cancel only once it has read
-    // the chain up to the head it last saw. A chain never scanned has no such blocks to
-    // wait for, and funds that still arrive are announced as late funds.
-    let scanned = crate::store::chain::progress(&tx, &chain)
-        .await?
-        .is_none_or(|p| p.caught_up());
-    let change = lifecycle::cancel(status, received, scanned)
-        .map_err(|e| ApiError::Conflict(e.to_string()))?;
-    let payment = store::write_change(&tx, merchant.id, id, status, &change).await?;
-    let bytes =
-        serde_json::to_vec(&payment.to_object(None)).map_err(|e| ApiError::Internal(e.into()))?;
-    if let Some(key) = &key {
-        idempotency::complete(&tx, merchant.id, key, 200, &bytes).await?;
-    }
-    tx.commit().await?;
-    state
-        .metrics
-        .payments
-        .transitions
-        .with_label_values(&[payment.chain.as_str(), "canceled"])
-        .inc();
-    slog::info!(state.log, "payment canceled";
-        "request_id" => &req.request_id, "payment_id" => %id, "chain" => &payment.chain);
-    Ok(bytes_response(
-        StatusCode::OK,
-        "application/json",
-        bytes.into(),
-    ))
+    Ok(ran.into_response())
 }
 
 #[cfg(test)]

@@ -7,10 +7,10 @@ use warp::http::StatusCode;
 
 use super::auth;
 use super::{json, ApiError, ApiRequest, ApiResult, AppState};
-use crate::domain::payment::rfc3339;
+use crate::models::rfc3339;
 use deadpool_postgres::Transaction;
 
-use crate::store::webhooks::{self as store, DeliveryFilter, Endpoint};
+use crate::store::webhooks::{self as webhook_rows, DeliveryFilter, WebhookEndpoint};
 use crate::webhook::signature::generate_secret;
 use crate::webhook::ssrf::normalise;
 use crate::webhook::ssrf::{check_target, TargetError};
@@ -44,7 +44,7 @@ pub struct EndpointObject {
     previous_secret_expires_at: Option<String>,
 }
 
-fn endpoint_object(e: Endpoint, secret: Option<String>) -> EndpointObject {
+fn endpoint_object(e: WebhookEndpoint, secret: Option<String>) -> EndpointObject {
     EndpointObject {
         id: e.id.to_string(),
         object: "webhook_endpoint",
@@ -113,6 +113,7 @@ pub async fn create_endpoint(state: &AppState, req: &ApiRequest) -> ApiResult {
         create_endpoint_once(state, req, merchant.id, tx).await
     })
     .await
+    .map(super::idempotent::Ran::into_response)
 }
 
 async fn create_endpoint_once(
@@ -188,13 +189,13 @@ async fn create_endpoint_once(
         })?;
     // Counted under the merchant's row lock, so concurrent creates cannot pass the quota.
     let quota = state.settings.webhooks.max_endpoints_per_merchant;
-    if store::lock_and_count_endpoints(client, merchant_id).await? >= u64::from(quota) {
+    if webhook_rows::lock_and_count_endpoints(client, merchant_id).await? >= u64::from(quota) {
         return Err(ApiError::Conflict(format!(
             "webhook endpoint quota reached ({quota} per merchant); delete one first"
         )));
     }
     let secret = generate_secret();
-    let endpoint = store::create_endpoint(
+    let endpoint = webhook_rows::create_endpoint(
         client,
         merchant_id,
         &url,
@@ -225,7 +226,7 @@ pub struct List<T: utoipa::ToSchema> {
 pub async fn list_endpoints(state: &AppState, req: &ApiRequest) -> ApiResult {
     let merchant = auth::authenticate(state, req).await?;
     let client = state.store.client().await?;
-    let data = store::list_endpoints(&client, merchant.id)
+    let data = webhook_rows::list_endpoints(&client, merchant.id)
         .await?
         .into_iter()
         .map(|e| endpoint_object(e, None))
@@ -253,7 +254,7 @@ pub async fn delete_endpoint(state: &AppState, req: &ApiRequest, id: &str) -> Ap
     let id = parse_id(id, "webhook endpoint")?;
     let mut client = state.store.client().await?;
     let tx = client.transaction().await?;
-    if !store::delete_endpoint(&tx, merchant.id, id).await? {
+    if !webhook_rows::delete_endpoint(&tx, merchant.id, id).await? {
         return Err(ApiError::NotFound("no such webhook endpoint".into()));
     }
     tx.commit().await?;
@@ -277,6 +278,7 @@ pub async fn rotate_secret(state: &AppState, req: &ApiRequest, id: &str) -> ApiR
         rotate_secret_once(state, req, merchant.id, id, tx).await
     })
     .await
+    .map(super::idempotent::Ran::into_response)
 }
 
 async fn rotate_secret_once(
@@ -298,7 +300,7 @@ async fn rotate_secret_once(
         })?,
     };
     let secret = generate_secret();
-    let endpoint = store::rotate_secret(client, merchant_id, id, &secret, grace)
+    let endpoint = webhook_rows::rotate_secret(client, merchant_id, id, &secret, grace)
         .await?
         .ok_or_else(|| ApiError::NotFound("no such webhook endpoint".into()))?;
     slog::info!(state.log, "webhook secret rotated";
@@ -371,7 +373,7 @@ pub async fn list_deliveries(state: &AppState, req: &ApiRequest) -> ApiResult {
         }
     }
     let client = state.store.client().await?;
-    let (page, has_more) = store::list_deliveries(&client, merchant.id, &f).await?;
+    let (page, has_more) = webhook_rows::list_deliveries(&client, merchant.id, &f).await?;
     let data = page
         .into_iter()
         .map(|d| {
@@ -424,10 +426,11 @@ pub async fn redeliver(state: &AppState, req: &ApiRequest, id: &str) -> ApiResul
         redeliver_once(merchant.id, id, tx).await
     })
     .await
+    .map(super::idempotent::Ran::into_response)
 }
 
 async fn redeliver_once(merchant_id: Uuid, id: Uuid, client: &Transaction<'_>) -> ApiResult {
-    match store::redeliver(client, merchant_id, id).await? {
+    match webhook_rows::redeliver(client, merchant_id, id).await? {
         None => Err(ApiError::NotFound("no such webhook delivery".into())),
         Some(false) => Err(ApiError::Conflict(
             "the delivery's endpoint is disabled or deleted".into(),

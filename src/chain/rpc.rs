@@ -244,13 +244,13 @@ struct Health {
     head: Option<u64>,
 }
 
-struct Endpoint {
+struct RpcEndpoint {
     host: String,
     client: RpcClient,
     health: Mutex<Health>,
 }
 
-impl Endpoint {
+impl RpcEndpoint {
     fn health(&self) -> Health {
         self.health.lock().map(|h| *h).unwrap_or_default()
     }
@@ -267,7 +267,7 @@ impl Endpoint {
 #[derive(Clone)]
 pub struct ChainRpc {
     chain: String,
-    endpoints: Arc<Vec<Endpoint>>,
+    endpoints: Arc<Vec<RpcEndpoint>>,
     max_lag: u64,
     status: ChainStatusRegistry,
     metrics: ChainMetrics,
@@ -295,12 +295,12 @@ impl ChainRpc {
             .no_proxy()
             .build()
             .map_err(|_| RpcError::Client)?;
-        let endpoints: Vec<Endpoint> = chain
+        let endpoints: Vec<RpcEndpoint> = chain
             .rpc_urls
             .iter()
             .map(|u| {
                 let transport = Http::with_client(http.clone(), u.expose().clone());
-                Endpoint {
+                RpcEndpoint {
                     host: u.host(),
                     client: RpcClient::new(transport, false),
                     health: Mutex::new(Health::default()),

@@ -35,6 +35,12 @@ pub enum Cause {
         /// Now.
         now: DateTime<Utc>,
     },
+    /// The merchant asked to cancel.
+    Cancel {
+        /// Whether the scanner has read the chain up to the head it last saw (funds may
+        /// otherwise sit in blocks it has not read yet).
+        chain_scanned: bool,
+    },
 }
 
 /// A payment's counted, canonical transfers, summed.
@@ -71,9 +77,9 @@ pub struct Change {
     pub event: Option<(&'static str, &'static str)>,
 }
 
-/// Why a merchant's cancel is refused.
+/// Why a merchant's request (a cancel) is refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum CancelRefused {
+pub enum Refused {
     /// Not pending, or something was received.
     #[error("a payment can be canceled only while pending with nothing received; it is {0}")]
     NotCancelable(PaymentStatus),
@@ -118,8 +124,10 @@ fn event_for(status: PaymentStatus) -> &'static str {
 /// payment's address.
 pub const LATE_FUNDS_EVENT: &str = "payment.late_funds";
 
-/// Applies `cause` to `p`. `None` when nothing changes.
-pub fn apply(p: &PaymentFacts, cause: Cause) -> Option<Change> {
+/// Applies `cause` to `p`: `Ok(None)` when nothing changes, `Err` when a merchant's
+/// request is refused (only [`Cause::Cancel`] can be refused; what the chain and the clock
+/// do always applies).
+pub fn apply(p: &PaymentFacts, cause: Cause) -> Result<Option<Change>, Refused> {
     let change = match cause {
         Cause::Funds(sums) => on_funds(p, sums, false),
         Cause::Reorg(sums) => on_funds(p, sums, true),
@@ -141,32 +149,29 @@ pub fn apply(p: &PaymentFacts, cause: Cause) -> Option<Change> {
                 event: Some(("payment.expired", "expired")),
             })
         }
+        Cause::Cancel { chain_scanned } => Some(cancel(p, chain_scanned)?),
     };
-    change.filter(|c| {
+    Ok(change.filter(|c| {
         c.status != p.status
             || c.exception != p.exception
             || c.received != p.received
             || c.event.is_some()
-    })
+    }))
 }
 
 /// A merchant's cancel: only while pending with nothing received, and only once the
 /// scanner has read the chain up to its head (`chain_scanned`).
-pub fn cancel(
-    status: PaymentStatus,
-    received: U256,
-    chain_scanned: bool,
-) -> Result<Change, CancelRefused> {
-    if !status.can_cancel(!received.is_zero()) {
-        return Err(CancelRefused::NotCancelable(status));
+fn cancel(p: &PaymentFacts, chain_scanned: bool) -> Result<Change, Refused> {
+    if !p.status.can_cancel(!p.received.is_zero()) {
+        return Err(Refused::NotCancelable(p.status));
     }
     if !chain_scanned {
-        return Err(CancelRefused::ChainNotScanned);
+        return Err(Refused::ChainNotScanned);
     }
     Ok(Change {
         status: PaymentStatus::Canceled,
         exception: None,
-        received,
+        received: p.received,
         event: Some(("payment.canceled", "canceled_by_merchant")),
     })
 }
@@ -287,6 +292,21 @@ mod tests {
         }
     }
 
+    /// Applies a cause of the chain or the clock, which is never refused.
+    fn on(p: &PaymentFacts, cause: Cause) -> Option<Change> {
+        apply(p, cause).expect("chain and clock causes always apply")
+    }
+
+    fn cancel(
+        status: PaymentStatus,
+        received: U256,
+        chain_scanned: bool,
+    ) -> Result<Change, Refused> {
+        let mut p = facts(status, 0);
+        p.received = received;
+        apply(&p, Cause::Cancel { chain_scanned }).map(|c| c.expect("a cancel changes the status"))
+    }
+
     fn funds(n: u64) -> Cause {
         Cause::Funds(Sums::in_time(U256::from(n)))
     }
@@ -304,10 +324,10 @@ mod tests {
 
     #[test]
     fn transfers_are_summed_into_partial_then_processing() {
-        let c = apply(&facts(PaymentStatus::Pending, 0), funds(40)).expect("change");
+        let c = on(&facts(PaymentStatus::Pending, 0), funds(40)).expect("change");
         assert_eq!(c.status, PaymentStatus::PartiallyPaid);
         assert_eq!(c.event, Some(("payment.partially_paid", "funds_received")));
-        let c = apply(&facts(PaymentStatus::PartiallyPaid, 40), funds(100)).expect("change");
+        let c = on(&facts(PaymentStatus::PartiallyPaid, 40), funds(100)).expect("change");
         assert_eq!(c.status, PaymentStatus::Processing);
         assert_eq!(c.exception, None);
         assert_eq!(c.event, Some(("payment.processing", "funds_received")));
@@ -315,13 +335,13 @@ mod tests {
 
     #[test]
     fn overpayment_is_flagged() {
-        let c = apply(&facts(PaymentStatus::Pending, 0), funds(150)).expect("change");
+        let c = on(&facts(PaymentStatus::Pending, 0), funds(150)).expect("change");
         assert_eq!(
             (c.status, c.exception),
             (PaymentStatus::Processing, Some(PaymentException::Overpaid))
         );
         // More funds while processing: flag only, no event.
-        let c = apply(&facts(PaymentStatus::Processing, 100), funds(120)).expect("change");
+        let c = on(&facts(PaymentStatus::Processing, 100), funds(120)).expect("change");
         assert_eq!(
             (c.exception, c.event),
             (Some(PaymentException::Overpaid), None)
@@ -332,7 +352,7 @@ mod tests {
     fn expiry_with_and_without_funds() {
         let mut p = facts(PaymentStatus::PartiallyPaid, 30);
         p.expires_at = Utc::now() - Duration::seconds(1);
-        let c = apply(&p, Cause::Clock { now: Utc::now() }).expect("change");
+        let c = on(&p, Cause::Clock { now: Utc::now() }).expect("change");
         assert_eq!(
             (c.status, c.exception),
             (PaymentStatus::Expired, Some(PaymentException::Underpaid))
@@ -340,11 +360,11 @@ mod tests {
         assert_eq!(c.event, Some(("payment.expired", "expired")));
         let mut p = facts(PaymentStatus::Pending, 0);
         p.expires_at = Utc::now() - Duration::seconds(1);
-        let c = apply(&p, Cause::Clock { now: Utc::now() }).expect("change");
+        let c = on(&p, Cause::Clock { now: Utc::now() }).expect("change");
         assert_eq!(c.exception, None);
         // Not yet expired, or already fully paid: nothing.
         assert_eq!(
-            apply(
+            on(
                 &facts(PaymentStatus::Pending, 0),
                 Cause::Clock { now: Utc::now() }
             ),
@@ -352,12 +372,12 @@ mod tests {
         );
         let mut p = facts(PaymentStatus::Processing, 100);
         p.expires_at = Utc::now() - Duration::seconds(1);
-        assert_eq!(apply(&p, Cause::Clock { now: Utc::now() }), None);
+        assert_eq!(on(&p, Cause::Clock { now: Utc::now() }), None);
     }
 
     #[test]
     fn late_funds_after_expiry() {
-        let c = apply(&facts(PaymentStatus::Expired, 0), late(100)).expect("change");
+        let c = on(&facts(PaymentStatus::Expired, 0), late(100)).expect("change");
         assert_eq!(
             (c.status, c.exception),
             (PaymentStatus::Expired, Some(PaymentException::PaidLate))
@@ -369,11 +389,11 @@ mod tests {
     fn lateness_is_decided_by_block_time_not_by_scan_time() {
         // Expired, then the scanner finds the full amount in a block stamped before the
         // window ended: it was paid in time.
-        let c = apply(&facts(PaymentStatus::Expired, 0), funds(100)).expect("change");
+        let c = on(&facts(PaymentStatus::Expired, 0), funds(100)).expect("change");
         assert_eq!((c.status, c.exception), (PaymentStatus::Processing, None));
         assert_eq!(c.event, Some(("payment.processing", "paid_in_time")));
         // Part of it in time, the rest late: paid late.
-        let c = apply(
+        let c = on(
             &facts(PaymentStatus::Expired, 0),
             Cause::Funds(Sums {
                 received: U256::from(100u64),
@@ -386,7 +406,7 @@ mod tests {
             (PaymentStatus::Expired, Some(PaymentException::PaidLate))
         );
         // Less than the amount, all in time: still underpaid, announced.
-        let c = apply(&facts(PaymentStatus::Expired, 0), funds(40)).expect("change");
+        let c = on(&facts(PaymentStatus::Expired, 0), funds(40)).expect("change");
         assert_eq!(
             (c.status, c.exception, c.event),
             (
@@ -399,21 +419,18 @@ mod tests {
 
     #[test]
     fn reorgs_move_payments_back_with_one_event() {
-        let c = apply(&facts(PaymentStatus::Processing, 100), reorg(0)).expect("change");
+        let c = on(&facts(PaymentStatus::Processing, 100), reorg(0)).expect("change");
         assert_eq!(c.status, PaymentStatus::Pending);
         assert_eq!(c.event, Some(("payment.reorged", "reorg")));
-        let c = apply(&facts(PaymentStatus::Processing, 100), reorg(60)).expect("change");
+        let c = on(&facts(PaymentStatus::Processing, 100), reorg(60)).expect("change");
         assert_eq!(c.status, PaymentStatus::PartiallyPaid);
         // A reorg that re-includes the same amount changes nothing.
-        assert_eq!(
-            apply(&facts(PaymentStatus::Processing, 100), reorg(100)),
-            None
-        );
+        assert_eq!(on(&facts(PaymentStatus::Processing, 100), reorg(100)), None);
     }
 
     #[test]
     fn confirmation_only_from_processing() {
-        let c = apply(&facts(PaymentStatus::Processing, 100), Cause::DeepEnough).expect("change");
+        let c = on(&facts(PaymentStatus::Processing, 100), Cause::DeepEnough).expect("change");
         assert_eq!(c.status, PaymentStatus::Confirmed);
         assert_eq!(c.event, Some(("payment.confirmed", "confirmed")));
         for s in [
@@ -422,13 +439,13 @@ mod tests {
             PaymentStatus::Confirmed,
             PaymentStatus::Expired,
         ] {
-            assert_eq!(apply(&facts(s, 100), Cause::DeepEnough), None, "{s}");
+            assert_eq!(on(&facts(s, 100), Cause::DeepEnough), None, "{s}");
         }
     }
 
     #[test]
     fn closed_payments_keep_their_status_and_announce_late_funds() {
-        let c = apply(&facts(PaymentStatus::Confirmed, 100), funds(130)).expect("change");
+        let c = on(&facts(PaymentStatus::Confirmed, 100), funds(130)).expect("change");
         assert_eq!(
             (c.status, c.exception, c.event),
             (
@@ -437,7 +454,7 @@ mod tests {
                 Some(("payment.late_funds", "late_funds"))
             )
         );
-        let c = apply(&facts(PaymentStatus::Canceled, 0), funds(5)).expect("change");
+        let c = on(&facts(PaymentStatus::Canceled, 0), funds(5)).expect("change");
         assert_eq!(
             (c.status, c.exception, c.event),
             (
@@ -450,7 +467,7 @@ mod tests {
 
     #[test]
     fn a_reorg_that_takes_confirmed_funds_away_is_announced_as_underpaid() {
-        let c = apply(&facts(PaymentStatus::Confirmed, 100), reorg(0)).expect("change");
+        let c = on(&facts(PaymentStatus::Confirmed, 100), reorg(0)).expect("change");
         assert_eq!(
             (c.status, c.exception, c.event),
             (
@@ -462,7 +479,7 @@ mod tests {
         // The funds come back (re-included later): late funds, exception cleared.
         let mut p = facts(PaymentStatus::Confirmed, 0);
         p.exception = Some(PaymentException::Underpaid);
-        let c = apply(&p, funds(100)).expect("change");
+        let c = on(&p, funds(100)).expect("change");
         assert_eq!(
             (c.exception, c.event),
             (None, Some(("payment.late_funds", "late_funds")))
@@ -474,18 +491,18 @@ mod tests {
         let zero = U256::ZERO;
         assert_eq!(
             cancel(PaymentStatus::Pending, zero, false),
-            Err(CancelRefused::ChainNotScanned)
+            Err(Refused::ChainNotScanned)
         );
         let c = cancel(PaymentStatus::Pending, zero, true).expect("cancel");
         assert_eq!(c.status, PaymentStatus::Canceled);
         assert_eq!(c.event, Some(("payment.canceled", "canceled_by_merchant")));
         assert_eq!(
             cancel(PaymentStatus::Pending, U256::from(1u64), true),
-            Err(CancelRefused::NotCancelable(PaymentStatus::Pending))
+            Err(Refused::NotCancelable(PaymentStatus::Pending))
         );
         assert_eq!(
             cancel(PaymentStatus::Processing, U256::from(100u64), true),
-            Err(CancelRefused::NotCancelable(PaymentStatus::Processing))
+            Err(Refused::NotCancelable(PaymentStatus::Processing))
         );
     }
 }

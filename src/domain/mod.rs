@@ -1,4 +1,5 @@
-//! Pure domain logic: amounts, the payment status machine, API keys. No I/O here.
+//! Pure domain logic: amounts, the payment aggregate and its status machine, API keys, and
+//! the payment metrics beside the transitions they count. No I/O and no wire format here.
 
 pub mod amount;
 pub mod apikey;
@@ -8,5 +9,5 @@ pub mod payment;
 pub mod status;
 
 pub use amount::{format_units, parse_units, AmountError};
-pub use payment::{Asset, HistoryEntry, Payment, PaymentObject, Transfer};
+pub use payment::{Asset, HistoryEntry, Payment, Transfer};
 pub use status::{PaymentException, PaymentStatus};

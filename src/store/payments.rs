@@ -12,6 +12,7 @@ use uuid::Uuid;
 use super::StoreError;
 use crate::domain::lifecycle::{self, Cause, Change, PaymentFacts, Sums};
 use crate::domain::{Asset, HistoryEntry, Payment, PaymentException, PaymentStatus, Transfer};
+use crate::models::{rfc3339, EventObject, PaymentObject};
 
 /// A payment about to be inserted.
 #[derive(Debug, Clone)]
@@ -301,31 +302,6 @@ pub async fn list(
     Ok((page, has_more))
 }
 
-/// Locks a merchant's payment row for a status change; returns its status, received sum
-/// and chain.
-pub async fn lock(
-    c: &impl GenericClient,
-    merchant_id: Uuid,
-    id: Uuid,
-) -> Result<Option<(PaymentStatus, U256, String)>, StoreError> {
-    let row = c
-        .query_opt(
-            "SELECT status, amount_received_raw, chain FROM payments \
-             WHERE merchant_id = $1 AND id = $2 FOR UPDATE",
-            &[&merchant_id, &id],
-        )
-        .await?;
-    row.map(|r| {
-        let s: String = r.get(0);
-        Ok((
-            s.parse().map_err(|_| StoreError::Corrupt("payments"))?,
-            r.get(1),
-            r.get(2),
-        ))
-    })
-    .transpose()
-}
-
 /// A change written to a payment, for metrics and logs.
 #[derive(Debug, Clone)]
 pub struct AppliedChange {
@@ -393,13 +369,14 @@ pub async fn write_change(
     if let Some((event_type, _)) = change.event {
         let event_id = format!("evt_{}", Uuid::now_v7().simple());
         let now = Utc::now();
-        let payload = serde_json::json!({
-            "id": event_id,
-            "type": event_type,
-            "created_at": crate::domain::payment::rfc3339(&now),
-            "sequence": sequence,
-            "data": payment.to_object(None),
-        });
+        let payload = serde_json::to_value(EventObject {
+            id: &event_id,
+            kind: event_type,
+            created_at: rfc3339(&now),
+            sequence,
+            data: PaymentObject::new(&payment, None),
+        })
+        .map_err(|_| StoreError::Corrupt("events"))?;
         c.execute(
             "INSERT INTO events (id, merchant_id, payment_id, type, sequence, payload, created_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7)",
@@ -420,21 +397,43 @@ pub enum Recompute {
     Reorg,
 }
 
-struct Locked {
-    merchant_id: Uuid,
-    chain: String,
-    facts: PaymentFacts,
+/// A payment locked for update, with what the lifecycle needs.
+pub struct Locked {
+    /// Owner.
+    pub merchant_id: Uuid,
+    /// Chain name.
+    pub chain: String,
+    /// What the lifecycle looks at.
+    pub facts: PaymentFacts,
     detected_at: Option<DateTime<Utc>>,
 }
 
 async fn lock_facts(c: &impl GenericClient, id: Uuid) -> Result<Option<Locked>, StoreError> {
+    lock_row(c, id, None).await
+}
+
+/// Locks a merchant's payment for a change the merchant asked for; `None` when the
+/// merchant has no such payment.
+pub async fn lock(
+    c: &impl GenericClient,
+    merchant_id: Uuid,
+    id: Uuid,
+) -> Result<Option<Locked>, StoreError> {
+    lock_row(c, id, Some(merchant_id)).await
+}
+
+async fn lock_row(
+    c: &impl GenericClient,
+    id: Uuid,
+    merchant_id: Option<Uuid>,
+) -> Result<Option<Locked>, StoreError> {
     let stmt = c
         .prepare_cached(
             "SELECT merchant_id, chain, status, exception, amount_raw, amount_received_raw, expires_at, detected_at \
-             FROM payments WHERE id = $1 FOR UPDATE",
+             FROM payments WHERE id = $1 AND ($2::uuid IS NULL OR merchant_id = $2) FOR UPDATE",
         )
         .await?;
-    let Some(r) = c.query_opt(&stmt, &[&id]).await? else {
+    let Some(r) = c.query_opt(&stmt, &[&id, &merchant_id]).await? else {
         return Ok(None);
     };
     let bad = || StoreError::Corrupt("payments");
@@ -465,7 +464,9 @@ async fn apply_cause(
     id: Uuid,
     cause: Cause,
 ) -> Result<Option<AppliedChange>, StoreError> {
-    let Some(change) = lifecycle::apply(&locked.facts, cause) else {
+    // The chain and the clock are never refused; a refusal here would be a programming
+    // error, and it changes nothing.
+    let Ok(Some(change)) = lifecycle::apply(&locked.facts, cause) else {
         return Ok(None);
     };
     write_change(c, locked.merchant_id, id, locked.facts.status, &change).await?;

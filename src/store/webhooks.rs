@@ -8,7 +8,7 @@ use super::StoreError;
 
 /// An endpoint as stored (the secrets stay inside the gateway).
 #[derive(Debug, Clone)]
-pub struct Endpoint {
+pub struct WebhookEndpoint {
     /// Id.
     pub id: Uuid,
     /// Target URL.
@@ -30,8 +30,8 @@ pub struct Endpoint {
 const ENDPOINT_COLUMNS: &str =
     "id, url, description, events, status, disabled_reason, previous_expires_at, created_at";
 
-fn endpoint_of(r: &tokio_postgres::Row) -> Endpoint {
-    Endpoint {
+fn endpoint_of(r: &tokio_postgres::Row) -> WebhookEndpoint {
+    WebhookEndpoint {
         id: r.get(0),
         url: r.get(1),
         description: r.get(2),
@@ -51,7 +51,7 @@ pub async fn create_endpoint(
     events: &[String],
     description: Option<&str>,
     secret: &str,
-) -> Result<Endpoint, StoreError> {
+) -> Result<WebhookEndpoint, StoreError> {
     let row = c
         .query_one(
             &format!(
@@ -75,7 +75,7 @@ pub async fn create_endpoint(
 pub async fn list_endpoints(
     c: &impl GenericClient,
     merchant_id: Uuid,
-) -> Result<Vec<Endpoint>, StoreError> {
+) -> Result<Vec<WebhookEndpoint>, StoreError> {
     Ok(c.query(
         &format!(
             "SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints \
@@ -119,7 +119,7 @@ pub async fn rotate_secret(
     id: Uuid,
     new_secret: &str,
     grace_seconds: u64,
-) -> Result<Option<Endpoint>, StoreError> {
+) -> Result<Option<WebhookEndpoint>, StoreError> {
     let grace = grace_seconds as f64;
     let row = c
         .query_opt(
