@@ -37,7 +37,7 @@ use crate::supervision::tree::spawn_worker;
 use crate::supervision::SupervisorDirectory;
 use crate::webhook::dispatcher::Dispatcher;
 use crate::webhook::metrics::WebhookMetrics;
-use crate::worker::Faults;
+use crate::worker::{Faults, Work};
 
 /// The names of a chain's workers, in start order.
 pub const CHAIN_ACTORS: [&str; 3] = ["scanner", "confirmer", "sweeper"];
@@ -123,6 +123,28 @@ impl TreeContext {
         Backoff::new(s.tick_retry_min, s.tick_retry_max)
     }
 
+    /// Spawns the actor running `work` under `parent`, with the tree's fault hooks and
+    /// tick retry policy.
+    async fn spawn<W: Work>(
+        &self,
+        work: W,
+        key: String,
+        hb: Heartbeat,
+        log: Logger,
+        parent: ActorCell,
+    ) -> Result<ActorCell, SpawnErr> {
+        spawn_worker(
+            work,
+            key,
+            hb,
+            log,
+            self.faults.clone(),
+            self.tick_retry(),
+            parent,
+        )
+        .await
+    }
+
     fn worker_backoff(&self) -> Backoff {
         let s = &self.settings.supervision;
         Backoff::new(s.restart_backoff_min, s.restart_backoff_max)
@@ -161,12 +183,32 @@ impl TreeContext {
                 .stall_timeout(stall)
             })
             .collect();
+        self.group_spec(
+            &chain.name,
+            Some(chain.name.clone()),
+            s.chain_max_restarts,
+            children,
+            events,
+        )
+    }
+
+    /// A one_for_one supervisor that melts down after more than `max_restarts` restarts
+    /// within the chain restart window.
+    fn group_spec(
+        &self,
+        group: &str,
+        chain: Option<String>,
+        max_restarts: usize,
+        children: Vec<ChildSpec>,
+        events: &UnboundedSender<SupervisorEvent>,
+    ) -> SupervisorSpec {
+        let s = &self.settings.supervision;
         SupervisorSpec {
-            group: chain.name.clone(),
-            chain: Some(chain.name.clone()),
+            group: group.to_string(),
+            chain,
             strategy: Strategy::OneForOne,
             meltdown: Some(MeltdownLimit {
-                max_restarts: s.chain_max_restarts,
+                max_restarts,
                 window: s.chain_restart_window,
             }),
             watchdog_interval: s.watchdog_interval,
@@ -207,7 +249,6 @@ impl TreeContext {
             .log
             .new(o!("chain" => chain.name.clone(), "actor" => actor));
         let tick = chain.poll_interval();
-        let faults = self.faults.clone();
         let rpc = || {
             self.chain_rpc(chain)
                 .map_err(|e| SpawnErr::StartupFailed(format!("{}: {e}", chain.name).into()))
@@ -224,7 +265,7 @@ impl TreeContext {
                     log.clone(),
                     self.settings.payments.late_funds_window.as_secs(),
                 );
-                spawn_worker(work, key, hb, log, faults, self.tick_retry(), parent).await
+                self.spawn(work, key, hb, log, parent).await
             }
             "confirmer" => {
                 let work = Confirmer::new(
@@ -237,11 +278,11 @@ impl TreeContext {
                     tick,
                 )
                 .with_status(self.chain_status.clone());
-                spawn_worker(work, key, hb, log, faults, self.tick_retry(), parent).await
+                self.spawn(work, key, hb, log, parent).await
             }
             _ => {
                 let work = Sweeper::new(self.store.clone(), worker_tick(tick, actor));
-                spawn_worker(work, key, hb, log, faults, self.tick_retry(), parent).await
+                self.spawn(work, key, hb, log, parent).await
             }
         }
     }
@@ -268,16 +309,7 @@ impl TreeContext {
                         .map_err(|e| {
                             SpawnErr::StartupFailed(format!("webhook client: {e}").into())
                         })?;
-                        spawn_worker(
-                            work,
-                            key,
-                            hb,
-                            log,
-                            ctx.faults.clone(),
-                            ctx.tick_retry(),
-                            parent,
-                        )
-                        .await
+                        ctx.spawn(work, key, hb, log, parent).await
                     }
                 })
                 .backoff(self.worker_backoff())
@@ -292,35 +324,20 @@ impl TreeContext {
                 async move {
                     let log = ctx.log.new(o!("actor" => "janitor"));
                     let work = Janitor::new(ctx.store.clone(), purge_every, log.clone());
-                    spawn_worker(
-                        work,
-                        "webhooks.janitor".into(),
-                        hb,
-                        log,
-                        ctx.faults.clone(),
-                        ctx.tick_retry(),
-                        parent,
-                    )
-                    .await
+                    ctx.spawn(work, "webhooks.janitor".into(), hb, log, parent)
+                        .await
                 }
             })
             .backoff(self.worker_backoff())
             .stall_timeout(self.stall_timeout(purge_every)),
         );
-        SupervisorSpec {
-            group: "webhooks".into(),
-            chain: None,
-            strategy: Strategy::OneForOne,
-            meltdown: Some(MeltdownLimit {
-                max_restarts: s.chain_max_restarts.max(self.settings.webhooks.workers),
-                window: s.chain_restart_window,
-            }),
-            watchdog_interval: s.watchdog_interval,
-            shutdown_timeout: s.shutdown_timeout,
+        self.group_spec(
+            "webhooks",
+            None,
+            s.chain_max_restarts.max(self.settings.webhooks.workers),
             children,
-            registry: self.registry.clone(),
-            events: Some(events.clone()),
-        }
+            events,
+        )
     }
 
     fn root_spec(&self, events: &UnboundedSender<SupervisorEvent>) -> SupervisorSpec {

@@ -54,92 +54,73 @@ pub trait Metric: Clone + Sized {
     fn zero(&self, _values: &[&str]) {}
 }
 
-macro_rules! plain {
-    ($t:ty, $kind:literal) => {
+/// Implements [`Metric`] for a prometheus type: `$build` makes it from the name, help,
+/// label names and buckets; `labelled` adds the zero initialisation of a label set.
+macro_rules! metric {
+    ($t:ty, $kind:literal, |$n:ident, $h:ident, $l:ident, $b:ident| $build:expr $(, $labelled:ident)?) => {
         impl Metric for $t {
             const KIND: &'static str = $kind;
+            #[allow(unused_variables)]
             fn build(
-                name: &str,
-                help: &str,
-                _labels: &[&str],
-                _buckets: Option<Vec<f64>>,
+                $n: &str,
+                $h: &str,
+                $l: &[&str],
+                $b: Option<Vec<f64>>,
             ) -> prometheus::Result<Self> {
-                <$t>::with_opts(Opts::new(name, help))
+                $build
             }
             fn collector(&self) -> Box<dyn Collector> {
                 Box::new(self.clone())
             }
+            $(
+                /// Touching the series creates it at zero.
+                fn zero(&self, values: &[&str]) {
+                    let $labelled = self.get_metric_with_label_values(values);
+                }
+            )?
         }
     };
 }
 
-macro_rules! labelled {
-    ($t:ty, $kind:literal) => {
-        impl Metric for $t {
-            const KIND: &'static str = $kind;
-            fn build(
-                name: &str,
-                help: &str,
-                labels: &[&str],
-                _buckets: Option<Vec<f64>>,
-            ) -> prometheus::Result<Self> {
-                <$t>::new(Opts::new(name, help), labels)
-            }
-            fn collector(&self) -> Box<dyn Collector> {
-                Box::new(self.clone())
-            }
-            fn zero(&self, values: &[&str]) {
-                // Touching the series creates it at zero.
-                let _ = self.get_metric_with_label_values(values);
-            }
-        }
-    };
-}
-
-plain!(IntCounter, "counter");
-plain!(IntGauge, "gauge");
-plain!(Gauge, "gauge");
-labelled!(IntCounterVec, "counter");
-labelled!(IntGaugeVec, "gauge");
-labelled!(GaugeVec, "gauge");
-
-impl Metric for Histogram {
-    const KIND: &'static str = "histogram";
-    fn build(
-        name: &str,
-        help: &str,
-        _labels: &[&str],
-        buckets: Option<Vec<f64>>,
-    ) -> prometheus::Result<Self> {
-        Histogram::with_opts(
-            HistogramOpts::new(name, help).buckets(buckets.unwrap_or_else(latency_buckets)),
-        )
-    }
-    fn collector(&self) -> Box<dyn Collector> {
-        Box::new(self.clone())
-    }
-}
-
-impl Metric for HistogramVec {
-    const KIND: &'static str = "histogram";
-    fn build(
-        name: &str,
-        help: &str,
-        labels: &[&str],
-        buckets: Option<Vec<f64>>,
-    ) -> prometheus::Result<Self> {
-        HistogramVec::new(
-            HistogramOpts::new(name, help).buckets(buckets.unwrap_or_else(latency_buckets)),
-            labels,
-        )
-    }
-    fn collector(&self) -> Box<dyn Collector> {
-        Box::new(self.clone())
-    }
-    fn zero(&self, values: &[&str]) {
-        let _ = self.get_metric_with_label_values(values);
-    }
-}
+metric!(IntCounter, "counter", |n, h, l, b| IntCounter::with_opts(
+    Opts::new(n, h)
+));
+metric!(IntGauge, "gauge", |n, h, l, b| IntGauge::with_opts(
+    Opts::new(n, h)
+));
+metric!(Gauge, "gauge", |n, h, l, b| Gauge::with_opts(Opts::new(
+    n, h
+)));
+metric!(
+    IntCounterVec,
+    "counter",
+    |n, h, l, b| IntCounterVec::new(Opts::new(n, h), l),
+    _created
+);
+metric!(
+    IntGaugeVec,
+    "gauge",
+    |n, h, l, b| IntGaugeVec::new(Opts::new(n, h), l),
+    _created
+);
+metric!(
+    GaugeVec,
+    "gauge",
+    |n, h, l, b| GaugeVec::new(Opts::new(n, h), l),
+    _created
+);
+metric!(Histogram, "histogram", |n, h, l, b| Histogram::with_opts(
+    HistogramOpts::new(n, h).buckets(b.unwrap_or_else(latency_buckets))
+));
+metric!(
+    HistogramVec,
+    "histogram",
+    |n, h, l, b| HistogramVec::new(
+        HistogramOpts::new(n, h).buckets(b.unwrap_or_else(latency_buckets)),
+        l
+    ),
+    _created
+);
 
 /// Builds and registers one metric; used by [`declare_metrics!`](crate::declare_metrics).
 pub fn register<M: Metric>(
