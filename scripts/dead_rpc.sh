@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECS="${1:-60}"
-BIN="${CTRIP_BIN:-target/release/ctrip}"
+BIN="${CTRIP_BIN:-${CARGO_TARGET_DIR:-target}/release/ctrip}"
 [ -n "${CTRIP_BIN:-}" ] || cargo build --release --bin ctrip
 . scripts/gateway-lib.sh
 gateway_setup

@@ -42,9 +42,9 @@ symbol = "TKN"
 address = "0x5FbDB2315678afecb367f032d93F642f64180aa3"
 decimals = 18
 TOML
-target/debug/ctrip --config "$WORK/gateway.toml" migrate >/dev/null
-KEY="$(target/debug/ctrip --config "$WORK/gateway.toml" merchant create --name schemathesis | sed -n 's/^api_key: *\([^ ]*\).*/\1/p')"
-start_gateway target/debug/ctrip
+"${CARGO_TARGET_DIR:-target}/debug/ctrip" --config "$WORK/gateway.toml" migrate >/dev/null
+KEY="$("${CARGO_TARGET_DIR:-target}/debug/ctrip" --config "$WORK/gateway.toml" merchant create --name schemathesis | sed -n 's/^api_key: *\([^ ]*\).*/\1/p')"
+start_gateway "${CARGO_TARGET_DIR:-target}/debug/ctrip"
 PORT="$GATEWAY_PORT"
 log "fuzzing http://127.0.0.1:$PORT/openapi.json"
 "$ST" run "http://127.0.0.1:$PORT/openapi.json" \
