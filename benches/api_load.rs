@@ -141,6 +141,7 @@ async fn bench() {
         start_block: StartBlock::Latest,
         treasury: None,
         tokens: vec![],
+        sweep: Default::default(),
     }];
     s.validate().unwrap();
     let (log, _guard) = build_logger(&s.telemetry, LogSink::Stdout);

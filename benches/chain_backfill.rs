@@ -151,6 +151,7 @@ async fn bench() {
             address: token,
             decimals: 18,
         }],
+        sweep: Default::default(),
     };
     let db = ctrip::devnet::create_database(&maintenance, "ctrip_bench")
         .await

@@ -78,6 +78,7 @@ fn settings(db: &str, mnemonic: &str, tree: bool) -> Settings {
         start_block: ctrip::config::StartBlock::Latest,
         treasury: None,
         tokens: vec![],
+        sweep: Default::default(),
     }];
     s.validate().unwrap();
     s

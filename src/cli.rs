@@ -8,12 +8,14 @@ use clap::{Parser, Subcommand};
 use uuid::Uuid;
 
 use crate::app::{shutdown_signal, Application};
+use crate::chain::metrics::ChainMetrics;
+use crate::chain::{ChainRpc, ChainStatusRegistry};
 use crate::config::{ChainSettings, RpcUrl, Secret, Settings, StartBlock, TokenSettings};
 use crate::devnet::{Anvil, DevChain, TempPostgres, ANVIL_PAYER};
 use crate::ops;
 use crate::store::Store;
 use crate::telemetry::{build_logger, init_sentry, LogSink};
-use crate::wallet::HdWallet;
+use crate::wallet::{HdWallet, KeyRef, Signer};
 
 /// cTrip Gateway: a self-hosted multi-chain EVM payment gateway.
 #[derive(Parser)]
@@ -57,6 +59,17 @@ enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+    /// The gas tank: the key that pays sweep gas.
+    GasTank {
+        #[command(subcommand)]
+        command: GasTankCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum GasTankCommand {
+    /// Print the gas tank's address and its balance on every configured chain.
+    Show,
 }
 
 #[derive(Subcommand)]
@@ -169,7 +182,43 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             print!("{}", settings.redacted_toml());
             Ok(())
         }
+        Command::GasTank {
+            command: GasTankCommand::Show,
+        } => gas_tank_show(Settings::load(config)?).await,
     }
+}
+
+/// Prints the gas tank's address and, per chain, its balance (or why it is unknown).
+async fn gas_tank_show(settings: Settings) -> anyhow::Result<()> {
+    let wallet = HdWallet::from_mnemonic(
+        settings.wallet.mnemonic.expose(),
+        settings.wallet.passphrase.expose(),
+    )
+    .context("wallet.mnemonic")?;
+    let tank = Signer::address(&wallet, KeyRef::GasTank)?;
+    println!(
+        "gas tank: {}  (m/44'/60'/2147483647'/0/0)",
+        tank.to_checksum(None)
+    );
+    let names: Vec<&str> = settings.chains.iter().map(|c| c.name.as_str()).collect();
+    let metrics = ChainMetrics::new(&prometheus::Registry::new(), &names)?;
+    for chain in &settings.chains {
+        let rpc = ChainRpc::new(
+            chain,
+            settings.supervision.rpc_timeout,
+            ChainStatusRegistry::default(),
+            metrics.clone(),
+        )?;
+        let balance = match rpc.refresh_heads().await {
+            Ok(_) => rpc.balance(tank).await,
+            Err(e) => Err(e),
+        };
+        match balance {
+            Ok(wei) => println!("  {}: {} wei", chain.name, wei),
+            Err(e) => println!("  {}: unknown ({e})", chain.name),
+        }
+    }
+    Ok(())
 }
 
 async fn connect(config: Option<&Path>) -> anyhow::Result<Store> {
@@ -228,11 +277,16 @@ async fn dev(config: Option<&Path>, port: u16) -> anyhow::Result<()> {
                 address: token,
                 decimals: 18,
             }],
+            sweep: Default::default(),
         });
     }
     s.validate()?;
     let (log, _flush_on_exit) = build_logger(&s.telemetry, LogSink::Stdout);
     let app = Application::build(s, log, true).await?;
+    // The gas tank pays token sweeps; on the devnet it starts with 100 ETH.
+    let tank = Signer::address(app.state().wallet.as_ref(), KeyRef::GasTank)?;
+    let hundred = alloy::primitives::U256::from(10u64).pow(alloy::primitives::U256::from(20u64));
+    devnet.set_balance(&tank.to_checksum(None), hundred).await?;
     let created = ops::create_merchant(&app.state().store, "Demo merchant").await?;
     let base = format!("http://127.0.0.1:{}", app.port());
     println!();

@@ -745,6 +745,52 @@ pub struct ChainSettings {
     /// ERC-20 tokens accepted on this chain.
     #[serde(default)]
     pub tokens: Vec<TokenSettings>,
+    /// How confirmed funds are swept to `treasury`.
+    #[serde(default)]
+    pub sweep: SweepSettings,
+}
+
+/// `[chains.sweep]`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SweepSettings {
+    /// Sweep only funds worth at least this many times the fee (10: the fee is at most a
+    /// tenth of the value) ...
+    #[serde(default = "default_fee_multiple")]
+    pub fee_multiple: u32,
+    /// ... or funds older than this that are still worth more than the fee.
+    #[serde(
+        rename = "max_age_seconds",
+        with = "duration::secs",
+        default = "default_sweep_max_age"
+    )]
+    pub max_age: Duration,
+    /// The most a sweep offers per gas, in wei; when the network asks more, sweeps wait.
+    #[serde(default = "default_max_fee_per_gas")]
+    pub max_fee_per_gas_wei: u64,
+}
+
+impl Default for SweepSettings {
+    fn default() -> Self {
+        Self {
+            fee_multiple: default_fee_multiple(),
+            max_age: default_sweep_max_age(),
+            max_fee_per_gas_wei: default_max_fee_per_gas(),
+        }
+    }
+}
+
+fn default_fee_multiple() -> u32 {
+    10
+}
+
+fn default_sweep_max_age() -> Duration {
+    Duration::from_secs(7 * 86_400)
+}
+
+fn default_max_fee_per_gas() -> u64 {
+    // 500 gwei.
+    500_000_000_000
 }
 
 impl ChainSettings {
@@ -1205,6 +1251,7 @@ mod tests {
             start_block: StartBlock::Latest,
             treasury: None,
             tokens: vec![],
+            sweep: Default::default(),
         });
         let out = s.redacted_toml();
         assert!(!out.contains("hunter2"), "{out}");

@@ -1,5 +1,14 @@
 //! The HD wallet: BIP-39 seed, BIP-32 derivation at `m/44'/60'/{account}'/0/{index}`.
 //!
+//! Two kinds of keys come from the seed: deposit keys (one per payment, under the
+//! merchant's account) and the gas tank, which pays sweep gas on every chain from
+//! `m/44'/60'/2147483647'/0/0`. That account is the largest hardened one; merchant accounts
+//! come from a sequence the database keeps below it, so the tank never shares a key with a
+//! merchant.
+//!
+//! Everything that signs goes through [`Signer`]: a separate signer process can take over
+//! by implementing it, without the sweeper changing.
+//!
 //! Deposit addresses need only public derivation below the account's external chain
 //! (`m/44'/60'/{account}'/0`), so that extended public key is derived once per account and
 //! cached; a new address then costs one non-hardened child derivation. The seed is kept in
@@ -8,7 +17,9 @@
 use std::collections::HashMap;
 use std::sync::RwLock;
 
-use alloy::primitives::{keccak256, Address};
+use alloy::primitives::{keccak256, Address, Signature, B256};
+use alloy::signers::local::PrivateKeySigner;
+use alloy::signers::SignerSync;
 use bip32::{ChildNumber, DerivationPath, XPrv, XPub};
 use zeroize::Zeroizing;
 
@@ -24,6 +35,55 @@ pub enum WalletError {
     /// A BIP-32 derivation failed (astronomically unlikely).
     #[error("key derivation failed")]
     Derivation,
+    /// Signing failed.
+    #[error("signing failed")]
+    Signing,
+}
+
+/// The BIP-44 account of the gas tank (the largest hardened account).
+pub const GAS_TANK_ACCOUNT: u32 = 0x7fff_ffff;
+
+/// A key the gateway signs with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyRef {
+    /// A payment's deposit key, `m/44'/60'/{account}'/0/{index}`.
+    Deposit {
+        /// The merchant's account.
+        account: u32,
+        /// The payment's derivation index.
+        index: u32,
+    },
+    /// The gas tank, `m/44'/60'/2147483647'/0/0`.
+    GasTank,
+}
+
+/// The one seam every signature goes through (sweep transactions, and later EIP-7702
+/// authorizations). Implementations never expose key material.
+pub trait Signer: Send + Sync {
+    /// The address of `key`.
+    fn address(&self, key: KeyRef) -> Result<Address, WalletError>;
+    /// Signs a 32-byte digest (a transaction's or an authorization's signing hash).
+    fn sign_hash(&self, key: KeyRef, hash: &B256) -> Result<Signature, WalletError>;
+}
+
+impl Signer for HdWallet {
+    fn address(&self, key: KeyRef) -> Result<Address, WalletError> {
+        match key {
+            KeyRef::Deposit { account, index } => self.deposit_address(account, index),
+            KeyRef::GasTank => self.deposit_address(GAS_TANK_ACCOUNT, 0),
+        }
+    }
+
+    fn sign_hash(&self, key: KeyRef, hash: &B256) -> Result<Signature, WalletError> {
+        let secret = match key {
+            KeyRef::Deposit { account, index } => self.signing_key(account, index)?,
+            KeyRef::GasTank => self.signing_key(GAS_TANK_ACCOUNT, 0)?,
+        };
+        let signer = PrivateKeySigner::from_slice(&secret[..]).map_err(|_| WalletError::Signing)?;
+        signer
+            .sign_hash_sync(hash)
+            .map_err(|_| WalletError::Signing)
+    }
 }
 
 /// Derives deposit addresses (and, for sweeping, signing keys) from one seed.
@@ -152,6 +212,31 @@ mod tests {
         assert_ne!(w.deposit_address(0, 0).ok(), w.deposit_address(1, 0).ok());
         assert!(!format!("{w:?}").contains("test"));
         assert!(w.deposit_address(0, 1 << 31).is_err());
+    }
+
+    #[test]
+    fn signatures_recover_to_the_key_address_and_the_tank_is_its_own_key() {
+        let w = HdWallet::from_mnemonic(TEST_MNEMONIC, "").expect("valid");
+        let hash = keccak256(b"sweep");
+        for key in [
+            KeyRef::Deposit {
+                account: 3,
+                index: 7,
+            },
+            KeyRef::GasTank,
+        ] {
+            let sig = w.sign_hash(key, &hash).expect("signs");
+            let recovered = sig.recover_address_from_prehash(&hash).expect("recovers");
+            assert_eq!(recovered, w.address(key).expect("address"));
+        }
+        assert_ne!(
+            w.address(KeyRef::GasTank).ok(),
+            w.address(KeyRef::Deposit {
+                account: 0,
+                index: 0
+            })
+            .ok()
+        );
     }
 
     #[test]

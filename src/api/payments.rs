@@ -341,6 +341,7 @@ fn pending_payment(p: NewPayment) -> Payment {
         confirmed_at: None,
         settlement_status: "unswept".into(),
         settlement_tx_hash: None,
+        settlement_reason: None,
         transfers: vec![],
         history: vec![HistoryEntry {
             from: None,
@@ -515,6 +516,7 @@ mod tests {
                 address: alloy::primitives::address!("A0b86991c6218b36c1d19D4a2e9Eb0cE3606eB48"),
                 decimals: 6,
             }],
+            sweep: Default::default(),
         };
         HashMap::from([("eth".to_string(), c)])
     }

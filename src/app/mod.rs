@@ -107,6 +107,7 @@ impl Application {
             chain_metrics: self.metrics.chain.clone(),
             payment_metrics: self.metrics.payments.clone(),
             webhook_metrics: self.metrics.webhooks.clone(),
+            signer: state.wallet.clone(),
             log: state.log.clone(),
             faults: state.faults.clone(),
             directory: state.directory.clone(),

@@ -35,6 +35,7 @@ use crate::domain::metrics::PaymentMetrics;
 use crate::store::Store;
 use crate::supervision::tree::spawn_worker;
 use crate::supervision::SupervisorDirectory;
+use crate::wallet::Signer;
 use crate::webhook::dispatcher::Dispatcher;
 use crate::webhook::metrics::WebhookMetrics;
 use crate::worker::{Faults, Work};
@@ -71,6 +72,8 @@ pub struct TreeContext {
     pub payment_metrics: PaymentMetrics,
     /// Webhook metrics.
     pub webhook_metrics: WebhookMetrics,
+    /// Signs sweeps (the wallet, or later a separate signer).
+    pub signer: Arc<dyn Signer>,
     /// Root logger.
     pub log: Logger,
     /// Test-only fault injection.
@@ -281,7 +284,15 @@ impl TreeContext {
                 self.spawn(work, key, hb, log, parent).await
             }
             _ => {
-                let work = Sweeper::new(self.store.clone(), worker_tick(tick, actor));
+                let work = Sweeper::new(
+                    chain.clone(),
+                    rpc()?,
+                    self.store.clone(),
+                    self.signer.clone(),
+                    self.chain_metrics.clone(),
+                    log.clone(),
+                    worker_tick(tick, actor),
+                );
                 self.spawn(work, key, hb, log, parent).await
             }
         }

@@ -1,6 +1,6 @@
 //! Chain metrics, one struct shared by the chain components.
 
-use prometheus::{HistogramVec, IntCounterVec, IntGaugeVec, Registry};
+use prometheus::{GaugeVec, HistogramVec, IntCounterVec, IntGaugeVec, Registry};
 
 use crate::telemetry::metrics::{cross, MetricsError};
 
@@ -45,6 +45,15 @@ crate::declare_metrics! {
             zero = cross(&[chains, &SWEEP_OUTCOMES]);
         reversed_payments: IntGaugeVec = "payments_reversed" ["chain"],
             "Confirmed payments whose counted funds a reorg took away (critical when above 0).",
+            zero = cross(&[chains]);
+        sweeps_in_flight: IntGaugeVec = "sweeps_in_flight" ["chain"],
+            "Sweeps signed and stored whose transaction is not confirmed yet.",
+            zero = cross(&[chains]);
+        oldest_sweep_age: GaugeVec = "sweep_oldest_in_flight_age_seconds" ["chain"],
+            "Age of the oldest sweep in flight (0 when none).",
+            zero = cross(&[chains]);
+        gas_tank_balance: GaugeVec = "gas_tank_balance_wei" ["chain"],
+            "The gas tank's balance, in wei (it pays sweep gas for tokens).",
             zero = cross(&[chains]);
     }
 }

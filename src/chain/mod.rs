@@ -30,6 +30,9 @@ pub enum TickError {
     /// The chain view changed mid-tick (a reorg in progress); retried next tick.
     #[error("inconsistent chain view: {0}")]
     Inconsistent(&'static str),
+    /// A key could not sign (nothing a retry would fix).
+    #[error("signing: {0}")]
+    Signing(#[from] crate::wallet::WalletError),
 }
 
 impl Retryable for TickError {
@@ -38,6 +41,7 @@ impl Retryable for TickError {
             Self::Rpc(e) => e.is_retryable(),
             Self::Store(e) => e.is_retryable(),
             Self::Inconsistent(_) => true,
+            Self::Signing(_) => false,
         }
     }
 }

@@ -15,9 +15,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
+use alloy::eips::BlockNumberOrTag;
 use alloy::primitives::{Address, Bytes, B256, U256, U64};
+use alloy::providers::utils::{eip1559_default_estimator, Eip1559Estimation};
 use alloy::rpc::client::RpcClient;
 use alloy::rpc::json_rpc::{RpcRecv, RpcSend};
+use alloy::rpc::types::{FeeHistory, TransactionReceipt};
 use alloy::transports::http::Http;
 use alloy::transports::{TransportError, TransportErrorKind};
 use futures::future::join_all;
@@ -89,6 +92,21 @@ impl RpcError {
         !matches!(self, Self::Client)
     }
 
+    /// Whether a node refused a transaction because it already has it: in its pool
+    /// ("already known" in geth, "transaction already imported" in anvil) or mined ("nonce
+    /// too low" for a nonce only we use). Re-sending stored bytes treats these as sent.
+    pub fn is_already_sent(&self) -> bool {
+        match self {
+            Self::Rpc { message, .. } => {
+                let m = message.to_ascii_lowercase();
+                m.contains("already known")
+                    || m.contains("already imported")
+                    || m.contains("nonce too low")
+            }
+            _ => false,
+        }
+    }
+
     /// Whether a provider refused a log query for its size (the caller splits the range).
     /// Providers reuse codes (`-32005` is both "too many results" and "rate limited" at
     /// Infura), so the message decides; a throttled provider must never get more, smaller
@@ -155,7 +173,7 @@ impl RpcError {
 
     /// Whether the node itself answered about the request (so the endpoint is alive and
     /// another endpoint would answer the same). A throttled endpoint did not.
-    fn is_node_answer(&self) -> bool {
+    pub fn is_node_answer(&self) -> bool {
         matches!(self, Self::Rpc { .. } | Self::Decode) && !self.is_rate_limited()
     }
 }
@@ -527,6 +545,54 @@ impl ChainRpc {
             }
         }
         Err(last)
+    }
+
+    /// `address`'s balance at the latest block.
+    pub async fn balance(&self, address: Address) -> Result<U256, RpcError> {
+        self.request("eth_getBalance", (address, BlockNumberOrTag::Latest), 0)
+            .await
+    }
+
+    /// How many transactions `address` has had mined (its next nonce as the chain sees it).
+    pub async fn mined_nonce(&self, address: Address) -> Result<u64, RpcError> {
+        let n: U64 = self
+            .request(
+                "eth_getTransactionCount",
+                (address, BlockNumberOrTag::Latest),
+                0,
+            )
+            .await?;
+        Ok(n.to())
+    }
+
+    /// EIP-1559 fees for a transaction sent now: the fee cap allows the base fee to double
+    /// before inclusion, the tip is the median of the last ten blocks' 20th percentiles.
+    pub async fn eip1559_fees(&self) -> Result<Eip1559Estimation, RpcError> {
+        let history: FeeHistory = self
+            .request(
+                "eth_feeHistory",
+                (U64::from(10), BlockNumberOrTag::Latest, vec![20.0f64]),
+                0,
+            )
+            .await?;
+        let next_base = history
+            .base_fee_per_gas
+            .last()
+            .copied()
+            .ok_or(RpcError::Decode)?;
+        let rewards = history.reward.unwrap_or_default();
+        Ok(eip1559_default_estimator(next_base, &rewards))
+    }
+
+    /// Broadcasts a signed transaction.
+    pub async fn send_raw(&self, raw: &[u8]) -> Result<B256, RpcError> {
+        self.request("eth_sendRawTransaction", (Bytes::copy_from_slice(raw),), 0)
+            .await
+    }
+
+    /// The receipt of `hash`, once mined.
+    pub async fn receipt(&self, hash: B256) -> Result<Option<TransactionReceipt>, RpcError> {
+        self.request("eth_getTransactionReceipt", (hash,), 0).await
     }
 
     /// The block with full transactions.

@@ -1,34 +1,397 @@
-//! The sweeper: moves confirmed funds to the treasury. (Sweeping lands with its own work;
-//! for now a tick checks that the database answers.)
+//! The sweeper: moves confirmed funds from deposit addresses to the chain's treasury.
+//!
+//! A native payment is swept self-paid: its deposit key sends the balance minus the fee
+//! to the treasury (the address is never delegated, so plain 21,000-gas sends to it keep
+//! working). Every sweep is planned, signed and stored in one database transaction, with
+//! the sender's nonce taken under a row lock, before anything is broadcast; tracking then
+//! (re)sends the stored bytes until a receipt is deep enough, and a sweep whose block a
+//! reorg removed goes back to being sent. Funds worth less than `fee_multiple` times the
+//! fee wait (`skipped`, with the reason) unless they are older than `max_age`.
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use crate::store::Store;
-use crate::store::StoreError;
+use alloy::consensus::{SignableTransaction, TxEip1559, TxEnvelope};
+use alloy::eips::eip2718::Encodable2718;
+use alloy::primitives::{Address, Bytes, TxKind, B256, U256};
+use slog::Logger;
+use uuid::Uuid;
+
+use super::metrics::ChainMetrics;
+use super::rpc::ChainRpc;
+use super::TickError;
+use crate::config::ChainSettings;
+use crate::store::sweeps::{self, Attempt, NewAttempt, NewSweep, Sweepable};
+use crate::store::{Store, StoreError};
+use crate::wallet::{KeyRef, Signer, WalletError};
 use crate::worker::Work;
+
+/// Gas of a plain value transfer to an account without code.
+const NATIVE_TRANSFER_GAS: u64 = 21_000;
+
+/// Payments planned per tick at most.
+const PLAN_BATCH: i64 = 50;
 
 /// One chain's sweeper.
 pub struct Sweeper {
+    chain: ChainSettings,
+    rpc: ChainRpc,
     store: Store,
+    signer: Arc<dyn Signer>,
+    metrics: ChainMetrics,
+    log: Logger,
     interval: Duration,
+}
+
+/// What planning decided for one payment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Plan {
+    /// Send `value` with `fee_cap` reserved for gas.
+    Sweep {
+        /// What reaches the treasury.
+        value: U256,
+    },
+    /// Wait; the reason is shown on the payment.
+    Defer(String),
+}
+
+/// Whether funds of `balance` are worth sweeping at a worst-case fee of `fee`: at least
+/// `multiple` times the fee, or older than the maximum age (`aged`) and worth more than
+/// the fee. A sweep never costs more than it moves.
+pub fn plan_native(balance: U256, fee: U256, multiple: u32, aged: bool) -> Plan {
+    if balance <= fee {
+        return Plan::Defer(format!(
+            "dust: the fee ({fee} wei) would take all of the {balance} wei"
+        ));
+    }
+    if balance < fee.saturating_mul(U256::from(multiple)) && !aged {
+        return Plan::Defer(format!(
+            "dust: the fee ({fee} wei) would exceed 1/{multiple} of the {balance} wei; waiting for lower fees or more funds"
+        ));
+    }
+    Plan::Sweep {
+        value: balance - fee,
+    }
+}
+
+/// Signs an EIP-1559 transaction through the signing seam: its EIP-2718 bytes and hash.
+pub fn sign_eip1559(
+    signer: &dyn Signer,
+    key: KeyRef,
+    tx: TxEip1559,
+) -> Result<(Vec<u8>, B256), WalletError> {
+    let sig = signer.sign_hash(key, &tx.signature_hash())?;
+    let signed = tx.into_signed(sig);
+    let hash = *signed.hash();
+    Ok((TxEnvelope::from(signed).encoded_2718(), hash))
 }
 
 impl Sweeper {
     /// Builds a sweeper.
-    pub fn new(store: Store, interval: Duration) -> Self {
-        Self { store, interval }
+    pub fn new(
+        chain: ChainSettings,
+        rpc: ChainRpc,
+        store: Store,
+        signer: Arc<dyn Signer>,
+        metrics: ChainMetrics,
+        log: Logger,
+        interval: Duration,
+    ) -> Self {
+        Self {
+            chain,
+            rpc,
+            store,
+            signer,
+            metrics,
+            log,
+            interval,
+        }
+    }
+
+    /// Plans, signs and stores new sweeps; nothing is broadcast here (tracking sends the
+    /// stored bytes). Returns how many sweeps were stored.
+    pub async fn plan_once(&self) -> Result<usize, TickError> {
+        let Some(treasury) = self.chain.treasury else {
+            return Ok(0);
+        };
+        let client = self.store.client().await?;
+        let due = sweeps::sweepable_native(&client, &self.chain.name, PLAN_BATCH).await?;
+        drop(client);
+        if due.is_empty() {
+            return Ok(0);
+        }
+        // Requests go to endpoints whose head is known.
+        self.rpc.refresh_heads().await?;
+        let fees = self.rpc.eip1559_fees().await?;
+        let cap = u128::from(self.chain.sweep.max_fee_per_gas_wei);
+        let max_fee = fees.max_fee_per_gas.min(cap);
+        let tip = fees.max_priority_fee_per_gas.min(max_fee);
+        let fee = U256::from(NATIVE_TRANSFER_GAS) * U256::from(max_fee);
+        let mut stored = 0;
+        for p in due {
+            let balance = self.rpc.balance(p.address).await?;
+            let aged = p.confirmed_for >= self.chain.sweep.max_age;
+            match plan_native(balance, fee, self.chain.sweep.fee_multiple, aged) {
+                Plan::Defer(reason) => {
+                    if p.reason.as_deref() != Some(reason.as_str()) {
+                        slog::info!(self.log, "sweep deferred";
+                            "payment_id" => %p.payment_id, "reason" => &reason);
+                        let client = self.store.client().await?;
+                        sweeps::defer(&client, p.payment_id, &reason).await?;
+                        self.metrics
+                            .sweeps
+                            .with_label_values(&[self.chain.name.as_str(), "skipped"])
+                            .inc();
+                    }
+                }
+                Plan::Sweep { value } => {
+                    if self.store_sweep(&p, treasury, value, max_fee, tip).await? {
+                        stored += 1;
+                    }
+                }
+            }
+        }
+        Ok(stored)
+    }
+
+    /// Stores one self-paid sweep of `p`'s address in one transaction: the sweep, its item
+    /// and payment, the nonce taken under lock, and the signed attempt with its bytes.
+    async fn store_sweep(
+        &self,
+        p: &Sweepable,
+        treasury: Address,
+        value: U256,
+        max_fee: u128,
+        tip: u128,
+    ) -> Result<bool, TickError> {
+        let key = KeyRef::Deposit {
+            account: p.account_index,
+            index: p.derivation_index,
+        };
+        if self.signer.address(key)? != p.address {
+            // The key would not move these funds: never sign for an address it is not.
+            slog::error!(self.log, "deposit key does not match the payment's address; not swept";
+                "payment_id" => %p.payment_id);
+            return Ok(false);
+        }
+        let on_chain = self.rpc.mined_nonce(p.address).await?;
+        let mut client = self.store.client().await?;
+        let tx = client.transaction().await.map_err(StoreError::from)?;
+        let sweep = NewSweep {
+            id: Uuid::now_v7(),
+            chain: self.chain.name.clone(),
+            strategy: "self_paid",
+            treasury,
+            address: p.address,
+            asset: None,
+            amount: value,
+            payments: vec![p.payment_id],
+        };
+        if !sweeps::insert_sweep(&tx, &sweep).await? {
+            return Ok(false);
+        }
+        let nonce = sweeps::take_nonce(&tx, &self.chain.name, &p.address, on_chain).await?;
+        let unsigned = TxEip1559 {
+            chain_id: self.chain.chain_id,
+            nonce,
+            gas_limit: NATIVE_TRANSFER_GAS,
+            max_fee_per_gas: max_fee,
+            max_priority_fee_per_gas: tip,
+            to: TxKind::Call(treasury),
+            value,
+            access_list: Default::default(),
+            input: Bytes::new(),
+        };
+        let (raw, hash) = sign_eip1559(self.signer.as_ref(), key, unsigned)?;
+        let attempt = NewAttempt {
+            id: Uuid::now_v7(),
+            sweep_id: sweep.id,
+            sender: p.address,
+            nonce,
+            max_fee_per_gas: max_fee,
+            max_priority_fee_per_gas: tip,
+            gas_limit: NATIVE_TRANSFER_GAS,
+            value,
+            raw,
+            hash,
+        };
+        sweeps::insert_attempt(&tx, &self.chain.name, &attempt).await?;
+        tx.commit().await.map_err(StoreError::from)?;
+        slog::info!(self.log, "sweep signed and stored";
+            "payment_id" => %p.payment_id, "sweep_id" => %sweep.id, "tx_hash" => %hash,
+            "nonce" => nonce, "value_wei" => %value);
+        Ok(true)
+    }
+
+    /// Sends every stored attempt that has no receipt yet (again, if need be: the bytes
+    /// are the same, so a node that has it already says so) and confirms sweeps whose
+    /// receipt is `confirmations` deep on the canonical chain. Returns how many sweeps it
+    /// confirmed.
+    pub async fn track_once(&self) -> Result<usize, TickError> {
+        let client = self.store.client().await?;
+        let attempts = sweeps::in_flight(&client, &self.chain.name).await?;
+        drop(client);
+        if attempts.is_empty() {
+            self.report_in_flight().await?;
+            return Ok(0);
+        }
+        let head = self.rpc.refresh_heads().await?;
+        let mut confirmed = 0;
+        for a in attempts {
+            if self.track(&a, head).await? {
+                confirmed += 1;
+            }
+        }
+        self.report_in_flight().await?;
+        Ok(confirmed)
+    }
+
+    async fn track(&self, a: &Attempt, head: u64) -> Result<bool, TickError> {
+        let hash: B256 = a
+            .hash
+            .parse()
+            .map_err(|_| StoreError::Corrupt("sweep_attempts"))?;
+        let Some(receipt) = self.rpc.receipt(hash).await? else {
+            if a.state == "mined" {
+                slog::warn!(self.log, "sweep transaction left the canonical chain; sending it again";
+                    "sweep_id" => %a.sweep_id, "tx_hash" => &a.hash);
+            }
+            self.send(a).await?;
+            return Ok(false);
+        };
+        let (Some(number), Some(block_hash)) = (receipt.block_number, receipt.block_hash) else {
+            return Ok(false);
+        };
+        let block_text = format!("{block_hash:#x}");
+        if a.block.as_ref() != Some(&(number, block_text.clone())) {
+            let client = self.store.client().await?;
+            sweeps::mark_attempt(&client, a.id, "mined", Some((number, &block_text))).await?;
+        }
+        let depth = head.saturating_add(1).saturating_sub(number);
+        if depth < u64::from(self.chain.confirmations) {
+            return Ok(false);
+        }
+        // Deep enough by number; confirm only if the block is still the canonical one.
+        if self.rpc.header(number).await?.hash != block_hash {
+            return Ok(false);
+        }
+        if !receipt.status() {
+            slog::error!(self.log, "sweep transaction reverted"; "sweep_id" => %a.sweep_id, "tx_hash" => &a.hash);
+            self.metrics
+                .sweeps
+                .with_label_values(&[self.chain.name.as_str(), "failed"])
+                .inc();
+            return Ok(false);
+        }
+        let mut client = self.store.client().await?;
+        let tx = client.transaction().await.map_err(StoreError::from)?;
+        let settled = sweeps::confirm(&tx, a.sweep_id, a.id, &a.hash).await?;
+        tx.commit().await.map_err(StoreError::from)?;
+        self.metrics
+            .sweeps
+            .with_label_values(&[self.chain.name.as_str(), "succeeded"])
+            .inc();
+        for p in &settled {
+            slog::info!(self.log, "payment swept";
+                "payment_id" => %p.id, "sweep_id" => %a.sweep_id, "tx_hash" => &a.hash);
+        }
+        Ok(true)
+    }
+
+    /// Broadcasts an attempt's stored bytes; a node that already has them counts as sent.
+    async fn send(&self, a: &Attempt) -> Result<(), TickError> {
+        match self.rpc.send_raw(&a.raw).await {
+            Ok(_) => {}
+            Err(e) if e.is_already_sent() => {}
+            Err(e) if e.is_node_answer() => {
+                // Refused for good reason (underpriced, out of funds): keep the record and
+                // try again next tick; the fee rules change with the network.
+                slog::warn!(self.log, "sweep transaction refused by the node";
+                    "sweep_id" => %a.sweep_id, "tx_hash" => &a.hash, "error" => %e);
+                return Ok(());
+            }
+            Err(e) => return Err(e.into()),
+        }
+        if a.state != "broadcast" {
+            let client = self.store.client().await?;
+            sweeps::mark_attempt(&client, a.id, "broadcast", None).await?;
+        }
+        Ok(())
+    }
+
+    async fn report_in_flight(&self) -> Result<(), TickError> {
+        let client = self.store.client().await?;
+        let (count, oldest) = sweeps::in_flight_stats(&client, &self.chain.name).await?;
+        let chain = self.chain.name.as_str();
+        self.metrics
+            .sweeps_in_flight
+            .with_label_values(&[chain])
+            .set(count);
+        self.metrics
+            .oldest_sweep_age
+            .with_label_values(&[chain])
+            .set(oldest);
+        Ok(())
+    }
+
+    /// Reads the gas tank's balance into its gauge.
+    async fn report_gas_tank(&self) -> Result<(), TickError> {
+        let tank = self.signer.address(KeyRef::GasTank)?;
+        let balance = self.rpc.balance(tank).await?;
+        self.metrics
+            .gas_tank_balance
+            .with_label_values(&[self.chain.name.as_str()])
+            .set(u128::try_from(balance).map_or(f64::MAX, |v| v as f64));
+        Ok(())
     }
 }
 
 impl Work for Sweeper {
-    type Error = StoreError;
+    type Error = TickError;
 
     fn interval(&self) -> Duration {
         self.interval
     }
 
-    async fn tick_once(&mut self) -> Result<(), StoreError> {
-        self.store.ping().await?;
-        Ok(())
+    /// Follows what is in flight, plans what is due, then sends what was just stored. A
+    /// chain without a treasury sweeps nothing and asks its nodes nothing.
+    async fn tick_once(&mut self) -> Result<(), TickError> {
+        self.track_once().await?;
+        if self.chain.treasury.is_none() {
+            return Ok(());
+        }
+        if self.plan_once().await? > 0 {
+            self.track_once().await?;
+        }
+        self.rpc.refresh_heads().await?;
+        self.report_gas_tank().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sweep_never_costs_more_than_a_tenth_unless_the_funds_are_old() {
+        let fee = U256::from(21_000u64 * 2_000_000_000);
+        let ten = fee * U256::from(10u64);
+        assert_eq!(
+            plan_native(ten, fee, 10, false),
+            Plan::Sweep { value: ten - fee }
+        );
+        assert!(matches!(
+            plan_native(ten - U256::from(1u64), fee, 10, false),
+            Plan::Defer(r) if r.contains("1/10")
+        ));
+        assert_eq!(
+            plan_native(fee * U256::from(2u64), fee, 10, true),
+            Plan::Sweep { value: fee }
+        );
+        assert!(matches!(plan_native(fee, fee, 10, true), Plan::Defer(_)));
+        assert!(matches!(
+            plan_native(U256::ZERO, fee, 10, true),
+            Plan::Defer(_)
+        ));
     }
 }

@@ -94,6 +94,8 @@ pub struct Payment {
     pub settlement_status: String,
     /// Sweep transaction.
     pub settlement_tx_hash: Option<String>,
+    /// Why the funds wait (`skipped`: the fee would eat too much of them).
+    pub settlement_reason: Option<String>,
     /// Transfers, oldest first.
     pub transfers: Vec<Transfer>,
     /// Status history, oldest first.

@@ -51,8 +51,12 @@ struct AssetObject {
 
 #[derive(Debug, Serialize, ToSchema)]
 struct SettlementObject {
+    /// `unswept`, `sweeping`, `swept`, or `skipped` while the funds wait (see `reason`).
     status: String,
+    /// The sweep transaction, once swept.
     tx_hash: Option<String>,
+    /// Why the funds wait, when `skipped`.
+    reason: Option<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -111,6 +115,7 @@ impl PaymentObject {
             settlement: SettlementObject {
                 status: p.settlement_status.clone(),
                 tx_hash: p.settlement_tx_hash.clone(),
+                reason: p.settlement_reason.clone(),
             },
             transfers: p
                 .transfers

@@ -10,6 +10,7 @@ pub mod idempotency;
 pub mod merchants;
 pub mod metrics;
 pub mod payments;
+pub mod sweeps;
 pub mod webhooks;
 
 use std::str::FromStr;

@@ -60,7 +60,7 @@ pub struct ListFilter {
     pub limit: u32,
 }
 
-fn lower_hex(a: &Address) -> String {
+pub(crate) fn lower_hex(a: &Address) -> String {
     format!("{a:#x}")
 }
 
@@ -130,7 +130,8 @@ const SELECT_PAYMENT: &str = "SELECT p.id, p.merchant_id, p.chain, p.chain_id, p
     FROM payment_transfers t WHERE t.payment_id = p.id), '[]'::json) AS transfers, \
   COALESCE((SELECT json_agg(json_build_object('from', h.from_status, 'to', h.to_status, \
       'at', h.at, 'reason', h.reason) ORDER BY h.id) \
-    FROM payment_history h WHERE h.payment_id = p.id), '[]'::json) AS history \
+    FROM payment_history h WHERE h.payment_id = p.id), '[]'::json) AS history, \
+  p.settlement_reason \
   FROM payments p";
 
 #[derive(Deserialize)]
@@ -205,6 +206,7 @@ fn from_row(row: &Row) -> Result<Payment, StoreError> {
         confirmed_at: row.get(19),
         settlement_status: row.get(20),
         settlement_tx_hash: row.get(21),
+        settlement_reason: row.get(24),
         transfers: transfers
             .into_iter()
             .map(|t| {
@@ -367,24 +369,69 @@ pub async fn write_change(
         .await?
         .ok_or(StoreError::Corrupt("payments"))?;
     if let Some((event_type, _)) = change.event {
-        let event_id = format!("evt_{}", Uuid::now_v7().simple());
-        let now = Utc::now();
-        let payload = serde_json::to_value(EventObject {
-            id: &event_id,
-            kind: event_type,
-            created_at: rfc3339(&now),
-            sequence,
-            data: PaymentObject::new(&payment, None),
-        })
-        .map_err(|_| StoreError::Corrupt("events"))?;
-        c.execute(
-            "INSERT INTO events (id, merchant_id, payment_id, type, sequence, payload, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
-            &[&event_id, &merchant_id, &id, &event_type, &sequence, &payload, &now],
+        record_event(c, &payment, event_type, sequence).await?;
+    }
+    Ok(payment)
+}
+
+/// Writes `payment`'s event number `sequence` to the outbox (the event with the payment as
+/// it is now) and fans it out to the merchant's endpoints. Call in the transaction that
+/// made the change.
+async fn record_event(
+    c: &impl GenericClient,
+    payment: &Payment,
+    event_type: &str,
+    sequence: i32,
+) -> Result<(), StoreError> {
+    let event_id = format!("evt_{}", Uuid::now_v7().simple());
+    let now = Utc::now();
+    let payload = serde_json::to_value(EventObject {
+        id: &event_id,
+        kind: event_type,
+        created_at: rfc3339(&now),
+        sequence,
+        data: PaymentObject::new(payment, None),
+    })
+    .map_err(|_| StoreError::Corrupt("events"))?;
+    let (merchant_id, id) = (payment.merchant_id, payment.id);
+    c.execute(
+        "INSERT INTO events (id, merchant_id, payment_id, type, sequence, payload, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        &[
+            &event_id,
+            &merchant_id,
+            &id,
+            &event_type,
+            &sequence,
+            &payload,
+            &now,
+        ],
+    )
+    .await?;
+    super::webhooks::fan_out(c, merchant_id, id, &event_id, event_type, sequence).await?;
+    Ok(())
+}
+
+/// Marks a payment's funds swept by `tx_hash` and announces `payment.swept`. Call in the
+/// transaction that marks the sweep confirmed.
+pub async fn settle(
+    c: &impl GenericClient,
+    id: Uuid,
+    tx_hash: &str,
+) -> Result<Payment, StoreError> {
+    let row = c
+        .query_one(
+            "UPDATE payments SET settlement_status = 'swept', settlement_tx_hash = $2, \
+               settlement_reason = NULL, event_sequence = event_sequence + 1, updated_at = now() \
+             WHERE id = $1 RETURNING merchant_id, event_sequence",
+            &[&id, &tx_hash],
         )
         .await?;
-        super::webhooks::fan_out(c, merchant_id, id, &event_id, event_type, sequence).await?;
-    }
+    let (merchant_id, sequence): (Uuid, i32) = (row.get(0), row.get(1));
+    let payment = get(c, merchant_id, id)
+        .await?
+        .ok_or(StoreError::Corrupt("payments"))?;
+    record_event(c, &payment, "payment.swept", sequence).await?;
     Ok(payment)
 }
 

@@ -78,6 +78,39 @@ async fn dev_prints_a_working_curl_and_stops_cleanly() {
         "{out}"
     );
 
+    // The gateway sweeps the paid native payment to the devnet treasury by itself.
+    let id = payment["id"].as_str().expect("id").to_string();
+    let key = create
+        .split("Bearer ")
+        .nth(1)
+        .and_then(|r| r.split('\'').next())
+        .expect("api key in the curl")
+        .to_string();
+    let url = create
+        .split(' ')
+        .find(|w| w.starts_with("http://"))
+        .expect("url")
+        .to_string();
+    let swept = crate::helpers::eventually(90, "the dev payment to be swept", || {
+        let (url, key, id) = (url.clone(), key.clone(), id.clone());
+        async move {
+            let p: serde_json::Value = reqwest::Client::new()
+                .get(format!("{url}/{id}"))
+                .bearer_auth(&key)
+                .send()
+                .await
+                .ok()?
+                .json()
+                .await
+                .ok()?;
+            (p["settlement"]["status"] == "swept").then_some(p)
+        }
+    })
+    .await;
+    assert!(swept["settlement"]["tx_hash"]
+        .as_str()
+        .is_some_and(|h| h.starts_with("0x")));
+
     // The token payment command works too, for a DEMO payment.
     let token_pay = token_pay.expect("a token pay command");
     let api_key = create
@@ -240,4 +273,41 @@ async fn operators_manage_merchants_and_keys_from_the_cli() {
     assert!(!out.status.success());
     let out = run(&["migrate"]).output().await.expect("runs");
     assert!(out.status.success());
+}
+
+#[tokio::test]
+async fn gas_tank_show_prints_the_tank_and_its_balance_per_chain() {
+    let anvil = ctrip::devnet::Anvil::start(None).await.expect("anvil");
+    let dir = std::env::temp_dir().join(format!("ctrip-tank-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let file = dir.join("chains.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[[chains]]\nname = \"devchain\"\nchain_id = 31337\nrpc_urls = [\"{}\"]\nconfirmations = 1\nblock_time_ms = 1000\n",
+            anvil.url()
+        ),
+    )
+    .expect("config");
+    let out = ctrip()
+        .args(["--config", file.to_str().expect("path"), "gas-tank", "show"])
+        .env("CTRIP__DATABASE__URL", "postgres://ctrip@127.0.0.1/ctrip")
+        .env("CTRIP__WALLET__MNEMONIC", TEST_MNEMONIC)
+        .env("CTRIP__ADMIN__TOKEN", "admin-token-abcdefghijkl")
+        .output()
+        .await
+        .expect("runs");
+    let _ = std::fs::remove_dir_all(&dir);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let wallet = ctrip::wallet::HdWallet::from_mnemonic(TEST_MNEMONIC, "").expect("wallet");
+    let tank = ctrip::wallet::Signer::address(&wallet, ctrip::wallet::KeyRef::GasTank)
+        .expect("tank")
+        .to_checksum(None);
+    assert!(stdout.contains(&tank), "{stdout}");
+    assert!(stdout.contains("devchain: 0 wei"), "{stdout}");
 }

@@ -48,6 +48,7 @@ pub fn test_chain(name: &str, chain_id: u64, rpc: &str) -> ChainSettings {
                 decimals: 6,
             },
         ],
+        sweep: Default::default(),
     }
 }
 

@@ -14,4 +14,5 @@ mod integrity;
 mod payments;
 mod proxy;
 mod supervision;
+mod sweeping;
 mod webhooks;

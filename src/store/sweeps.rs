@@ -1,0 +1,369 @@
+//! Sweeps, their items and attempts, and the nonce of every address we send from.
+//!
+//! An attempt is committed with its raw signed bytes before anything is broadcast: after a
+//! crash the same bytes are sent again, never a second transaction signed.
+
+use alloy::primitives::{Address, B256, U256};
+use deadpool_postgres::GenericClient;
+use uuid::Uuid;
+
+use super::payments::{self, lower_hex};
+use super::StoreError;
+use crate::domain::Payment;
+
+/// A confirmed payment whose funds wait on its deposit address.
+#[derive(Debug, Clone)]
+pub struct Sweepable {
+    /// Payment.
+    pub payment_id: Uuid,
+    /// The deposit address.
+    pub address: Address,
+    /// The merchant's BIP-44 account (for the deposit key).
+    pub account_index: u32,
+    /// The payment's derivation index (for the deposit key).
+    pub derivation_index: u32,
+    /// Why it waits, if it was deferred before.
+    pub reason: Option<String>,
+    /// How long ago the payment was confirmed.
+    pub confirmed_for: std::time::Duration,
+}
+
+/// Confirmed native-asset payments on `chain` whose funds are neither swept nor in an
+/// active sweep, oldest confirmation first.
+pub async fn sweepable_native(
+    c: &impl GenericClient,
+    chain: &str,
+    limit: i64,
+) -> Result<Vec<Sweepable>, StoreError> {
+    let stmt = c
+        .prepare_cached(
+            "SELECT p.id, p.address, m.account_index, p.derivation_index, p.settlement_reason, \
+               COALESCE(EXTRACT(EPOCH FROM now() - p.confirmed_at)::float8, 0) \
+             FROM payments p JOIN merchants m ON m.id = p.merchant_id \
+             WHERE p.chain = $1 AND p.status = 'confirmed' \
+               AND p.settlement_status IN ('unswept', 'skipped') AND p.asset_contract IS NULL \
+               AND NOT EXISTS (SELECT 1 FROM sweep_items i WHERE i.active AND i.chain = p.chain \
+                               AND i.address = p.address AND i.asset = 'native') \
+             ORDER BY p.confirmed_at, p.id LIMIT $2",
+        )
+        .await?;
+    let rows = c.query(&stmt, &[&chain, &limit]).await?;
+    rows.iter()
+        .map(|r| {
+            let address: String = r.get(1);
+            let account: i32 = r.get(2);
+            let index: i32 = r.get(3);
+            Ok(Sweepable {
+                payment_id: r.get(0),
+                address: address
+                    .parse()
+                    .map_err(|_| StoreError::Corrupt("payments"))?,
+                account_index: u32::try_from(account)
+                    .map_err(|_| StoreError::Corrupt("merchants"))?,
+                derivation_index: u32::try_from(index)
+                    .map_err(|_| StoreError::Corrupt("payments"))?,
+                reason: r.get(4),
+                confirmed_for: std::time::Duration::from_secs_f64(r.get::<_, f64>(5).max(0.0)),
+            })
+        })
+        .collect()
+}
+
+/// Defers a payment's sweep, saying why (`skipped` until a later check lets it through).
+pub async fn defer(
+    c: &impl GenericClient,
+    payment_id: Uuid,
+    reason: &str,
+) -> Result<(), StoreError> {
+    c.execute(
+        "UPDATE payments SET settlement_status = 'skipped', settlement_reason = $2, updated_at = now() \
+         WHERE id = $1 AND settlement_status IN ('unswept', 'skipped')",
+        &[&payment_id, &reason],
+    )
+    .await?;
+    Ok(())
+}
+
+/// A sweep about to be signed.
+#[derive(Debug, Clone)]
+pub struct NewSweep {
+    /// Id.
+    pub id: Uuid,
+    /// Chain name.
+    pub chain: String,
+    /// `self_paid`, `delegated` or `seeded`.
+    pub strategy: &'static str,
+    /// Where the funds go.
+    pub treasury: Address,
+    /// The deposit address swept.
+    pub address: Address,
+    /// `None` for the native asset.
+    pub asset: Option<Address>,
+    /// What reaches the treasury.
+    pub amount: U256,
+    /// The payments it settles.
+    pub payments: Vec<Uuid>,
+}
+
+fn asset_text(asset: Option<Address>) -> String {
+    asset.as_ref().map_or_else(|| "native".into(), lower_hex)
+}
+
+/// Records a sweep and marks its payments `sweeping`. `false` when the address and asset
+/// are already in an active sweep (nothing is written then).
+pub async fn insert_sweep(c: &impl GenericClient, s: &NewSweep) -> Result<bool, StoreError> {
+    c.execute(
+        "INSERT INTO sweeps (id, chain, strategy, state, treasury) VALUES ($1, $2, $3, 'in_flight', $4)",
+        &[&s.id, &s.chain, &s.strategy, &lower_hex(&s.treasury)],
+    )
+    .await?;
+    let inserted = c
+        .execute(
+            "INSERT INTO sweep_items (sweep_id, chain, address, asset, amount_raw) \
+             VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (chain, address, asset) WHERE active DO NOTHING",
+            &[
+                &s.id,
+                &s.chain,
+                &lower_hex(&s.address),
+                &asset_text(s.asset),
+                &s.amount,
+            ],
+        )
+        .await?;
+    if inserted == 0 {
+        return Ok(false);
+    }
+    for p in &s.payments {
+        c.execute(
+            "INSERT INTO sweep_payments (sweep_id, payment_id) VALUES ($1, $2)",
+            &[&s.id, p],
+        )
+        .await?;
+        c.execute(
+            "UPDATE payments SET settlement_status = 'sweeping', settlement_reason = NULL, \
+               updated_at = now() WHERE id = $1",
+            &[p],
+        )
+        .await?;
+    }
+    Ok(true)
+}
+
+/// Locks `sender`'s nonce row on `chain` for this transaction and returns the nonce to
+/// use: ours, or the chain's when the chain is ahead (something outside the gateway sent
+/// from the address; our records then catch up rather than reuse a nonce).
+pub async fn take_nonce(
+    c: &impl GenericClient,
+    chain: &str,
+    sender: &Address,
+    on_chain: u64,
+) -> Result<u64, StoreError> {
+    let sender = lower_hex(sender);
+    let on_chain = i64::try_from(on_chain).map_err(|_| StoreError::Corrupt("sender_nonces"))?;
+    c.execute(
+        "INSERT INTO sender_nonces (chain, address, next_nonce) VALUES ($1, $2, $3) \
+         ON CONFLICT DO NOTHING",
+        &[&chain, &sender, &on_chain],
+    )
+    .await?;
+    let row = c
+        .query_one(
+            "SELECT next_nonce FROM sender_nonces WHERE chain = $1 AND address = $2 FOR UPDATE",
+            &[&chain, &sender],
+        )
+        .await?;
+    let ours: i64 = row.get(0);
+    u64::try_from(ours.max(on_chain)).map_err(|_| StoreError::Corrupt("sender_nonces"))
+}
+
+/// A signed transaction about to be stored.
+#[derive(Debug, Clone)]
+pub struct NewAttempt {
+    /// Id.
+    pub id: Uuid,
+    /// The sweep it belongs to.
+    pub sweep_id: Uuid,
+    /// Who signed it.
+    pub sender: Address,
+    /// Its nonce.
+    pub nonce: u64,
+    /// EIP-1559 fee cap.
+    pub max_fee_per_gas: u128,
+    /// EIP-1559 tip.
+    pub max_priority_fee_per_gas: u128,
+    /// Gas limit.
+    pub gas_limit: u64,
+    /// Value sent.
+    pub value: U256,
+    /// The raw signed transaction (EIP-2718 encoded).
+    pub raw: Vec<u8>,
+    /// Its hash.
+    pub hash: B256,
+}
+
+/// Stores a signed attempt and moves the sender's nonce past it (the nonce row must be
+/// locked by [`take_nonce`] in the same transaction).
+pub async fn insert_attempt(
+    c: &impl GenericClient,
+    chain: &str,
+    a: &NewAttempt,
+) -> Result<(), StoreError> {
+    let nonce = i64::try_from(a.nonce).map_err(|_| StoreError::Corrupt("sweep_attempts"))?;
+    let gas = i64::try_from(a.gas_limit).map_err(|_| StoreError::Corrupt("sweep_attempts"))?;
+    c.execute(
+        "INSERT INTO sweep_attempts (id, sweep_id, sender, nonce, max_fee_per_gas, \
+           max_priority_fee_per_gas, gas_limit, value_raw, raw_tx, tx_hash, state) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'signed')",
+        &[
+            &a.id,
+            &a.sweep_id,
+            &lower_hex(&a.sender),
+            &nonce,
+            &U256::from(a.max_fee_per_gas),
+            &U256::from(a.max_priority_fee_per_gas),
+            &gas,
+            &a.value,
+            &a.raw,
+            &format!("{:#x}", a.hash),
+        ],
+    )
+    .await?;
+    c.execute(
+        "UPDATE sender_nonces SET next_nonce = GREATEST(next_nonce, $3::bigint + 1), updated_at = now() \
+         WHERE chain = $1 AND address = $2",
+        &[&chain, &lower_hex(&a.sender), &nonce],
+    )
+    .await?;
+    Ok(())
+}
+
+/// One attempt of an in-flight sweep.
+#[derive(Debug, Clone)]
+pub struct Attempt {
+    /// Id.
+    pub id: Uuid,
+    /// Its sweep.
+    pub sweep_id: Uuid,
+    /// The raw signed bytes, re-sent as they are.
+    pub raw: Vec<u8>,
+    /// `0x`-prefixed hash.
+    pub hash: String,
+    /// `signed`, `broadcast` or `mined`.
+    pub state: String,
+    /// Where it was mined, as last seen.
+    pub block: Option<(u64, String)>,
+}
+
+/// The live attempts of `chain`'s in-flight sweeps, oldest sweep first.
+pub async fn in_flight(c: &impl GenericClient, chain: &str) -> Result<Vec<Attempt>, StoreError> {
+    let stmt = c
+        .prepare_cached(
+            "SELECT a.id, a.sweep_id, a.raw_tx, a.tx_hash, a.state, a.block_number, a.block_hash \
+             FROM sweep_attempts a JOIN sweeps s ON s.id = a.sweep_id \
+             WHERE s.chain = $1 AND s.state = 'in_flight' AND a.state IN ('signed', 'broadcast', 'mined') \
+             ORDER BY s.created_at, a.created_at",
+        )
+        .await?;
+    let rows = c.query(&stmt, &[&chain]).await?;
+    rows.iter()
+        .map(|r| {
+            let number: Option<i64> = r.get(5);
+            let hash: Option<String> = r.get(6);
+            Ok(Attempt {
+                id: r.get(0),
+                sweep_id: r.get(1),
+                raw: r.get(2),
+                hash: r.get(3),
+                state: r.get(4),
+                block: match (number, hash) {
+                    (Some(n), Some(h)) => Some((
+                        u64::try_from(n).map_err(|_| StoreError::Corrupt("sweep_attempts"))?,
+                        h,
+                    )),
+                    _ => None,
+                },
+            })
+        })
+        .collect()
+}
+
+/// Records what the chain says of an attempt: `broadcast` (sent, or back from a reorged
+/// block), or `mined` in a block.
+pub async fn mark_attempt(
+    c: &impl GenericClient,
+    id: Uuid,
+    state: &str,
+    block: Option<(u64, &str)>,
+) -> Result<(), StoreError> {
+    let number = block
+        .map(|(n, _)| i64::try_from(n))
+        .transpose()
+        .map_err(|_| StoreError::Corrupt("sweep_attempts"))?;
+    let hash = block.map(|(_, h)| h.to_string());
+    c.execute(
+        "UPDATE sweep_attempts SET state = $2, block_number = $3, block_hash = $4, \
+           broadcast_at = COALESCE(broadcast_at, now()) WHERE id = $1",
+        &[&id, &state, &number, &hash],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Marks a sweep confirmed by `attempt` (its other attempts are replaced), frees its
+/// items, settles its payments and announces `payment.swept` for each, all in the caller's
+/// transaction. Returns the settled payments.
+pub async fn confirm(
+    c: &impl GenericClient,
+    sweep_id: Uuid,
+    attempt_id: Uuid,
+    tx_hash: &str,
+) -> Result<Vec<Payment>, StoreError> {
+    let updated = c
+        .execute(
+            "UPDATE sweeps SET state = 'confirmed', tx_hash = $2, confirmed_at = now() \
+             WHERE id = $1 AND state = 'in_flight'",
+            &[&sweep_id, &tx_hash],
+        )
+        .await?;
+    if updated == 0 {
+        return Ok(Vec::new());
+    }
+    c.execute(
+        "UPDATE sweep_attempts SET state = CASE WHEN id = $2 THEN 'confirmed' ELSE 'replaced' END \
+         WHERE sweep_id = $1",
+        &[&sweep_id, &attempt_id],
+    )
+    .await?;
+    c.execute(
+        "UPDATE sweep_items SET active = false WHERE sweep_id = $1",
+        &[&sweep_id],
+    )
+    .await?;
+    let rows = c
+        .query(
+            "SELECT payment_id FROM sweep_payments WHERE sweep_id = $1 ORDER BY payment_id",
+            &[&sweep_id],
+        )
+        .await?;
+    let mut settled = Vec::with_capacity(rows.len());
+    for r in rows {
+        settled.push(payments::settle(c, r.get(0), tx_hash).await?);
+    }
+    Ok(settled)
+}
+
+/// In-flight sweeps of `chain` and the age of the oldest, in seconds.
+pub async fn in_flight_stats(
+    c: &impl GenericClient,
+    chain: &str,
+) -> Result<(i64, f64), StoreError> {
+    let row = c
+        .query_one(
+            "SELECT count(*), COALESCE(EXTRACT(EPOCH FROM now() - min(created_at))::float8, 0) \
+             FROM sweeps WHERE chain = $1 AND state = 'in_flight'",
+            &[&chain],
+        )
+        .await?;
+    Ok((row.get(0), row.get(1)))
+}

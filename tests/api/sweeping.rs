@@ -1,0 +1,268 @@
+//! Sweeping confirmed funds to the treasury, against real anvil and PostgreSQL.
+
+use std::time::Duration;
+
+use alloy::primitives::{Address, U256};
+use ctrip::chain::sweeper::Sweeper;
+use ctrip::chain::ChainRpc;
+use ctrip::devnet::{Anvil, ANVIL_PAYER};
+use ctrip::worker::Work;
+use serde_json::{json, Value};
+
+use crate::chain::{address_of, harness_on, pow10, Harness};
+
+const TREASURY: &str = "0x000000000000000000000000000000000000bEEF";
+
+fn treasury() -> Address {
+    TREASURY.parse().expect("address")
+}
+
+async fn swept_harness(customize: impl FnOnce(&mut ctrip::config::ChainSettings)) -> Harness {
+    let anvil = Anvil::start(None).await.expect("anvil");
+    let url = anvil.url();
+    harness_on(anvil, vec![url], |c| {
+        c.treasury = Some(treasury());
+        c.confirmations = 1;
+        customize(c);
+    })
+    .await
+}
+
+fn sweeper(h: &Harness) -> Sweeper {
+    let chain = h.app.state.settings.chains[0].clone();
+    let rpc = ChainRpc::new(
+        &chain,
+        Duration::from_secs(10),
+        h.app.state.chain_status.clone(),
+        h.app.metrics.chain.clone(),
+    )
+    .expect("rpc client");
+    Sweeper::new(
+        chain,
+        rpc,
+        h.app.store.clone(),
+        h.app.state.wallet.clone(),
+        h.app.metrics.chain.clone(),
+        h.app.state.log.clone(),
+        Duration::from_secs(1),
+    )
+}
+
+async fn balance(h: &Harness, who: Address) -> U256 {
+    let v = h
+        .dev
+        .rpc("eth_getBalance", json!([who, "latest"]))
+        .await
+        .expect("balance");
+    U256::from_str_radix(v.as_str().expect("hex").trim_start_matches("0x"), 16).expect("hex")
+}
+
+async fn nonce(h: &Harness, who: Address) -> u64 {
+    let v = h
+        .dev
+        .rpc("eth_getTransactionCount", json!([who, "latest"]))
+        .await
+        .expect("nonce");
+    u64::from_str_radix(v.as_str().expect("hex").trim_start_matches("0x"), 16).expect("hex")
+}
+
+/// A native payment of `eth` (decimal, as the API takes it) = `wei`, paid and confirmed.
+async fn confirmed_native(h: &mut Harness, eth: &str, wei: U256) -> Value {
+    let p = h
+        .create(json!({"chain": "devchain", "asset": "native", "amount": eth, "confirmations": 1}))
+        .await;
+    h.scan().await;
+    h.dev
+        .pay_native(ANVIL_PAYER, address_of(&p), wei)
+        .await
+        .expect("pay");
+    h.scan().await;
+    h.confirm().await;
+    assert_eq!(h.get(&p).await["status"], "confirmed");
+    p
+}
+
+async fn attempts(h: &Harness) -> Vec<(String, i64, String)> {
+    let c = h.app.store.client().await.expect("db");
+    c.query(
+        "SELECT tx_hash, nonce, state FROM sweep_attempts ORDER BY created_at",
+        &[],
+    )
+    .await
+    .expect("attempts")
+    .iter()
+    .map(|r| (r.get(0), r.get(1), r.get(2)))
+    .collect()
+}
+
+#[tokio::test]
+async fn a_native_payment_is_swept_self_paid_leaving_only_fee_change_and_is_announced() {
+    let mut h = swept_harness(|_| {}).await;
+    let paid = pow10(18);
+    let p = confirmed_native(&mut h, "1", paid).await;
+    let deposit = address_of(&p);
+    assert_eq!(h.get(&p).await["settlement"]["status"], "unswept");
+
+    let mut s = sweeper(&h);
+    s.tick_once().await.expect("tick");
+    assert_eq!(h.get(&p).await["settlement"]["status"], "sweeping");
+    // Automine put it in a block; the next tick sees it one confirmation deep.
+    s.tick_once().await.expect("tick");
+
+    let g = h.get(&p).await;
+    assert_eq!(g["settlement"]["status"], "swept", "{g}");
+    let sent = attempts(&h).await;
+    assert_eq!(sent.len(), 1);
+    assert_eq!(g["settlement"]["tx_hash"], sent[0].0.as_str());
+    assert_eq!((sent[0].1, sent[0].2.as_str()), (0, "confirmed"));
+    assert_eq!(
+        h.events(&p).await.last().map(|e| e.0.clone()),
+        Some("payment.swept".to_string())
+    );
+
+    // The treasury got everything but the fee reserve; what stays on the deposit address
+    // is the unspent part of that reserve, less than the reserve itself.
+    let received = balance(&h, treasury()).await;
+    let left = balance(&h, deposit).await;
+    assert!(received > U256::ZERO && received < paid);
+    let reserve = paid - received;
+    assert!(left < reserve, "left {left}, reserve {reserve}");
+    assert!(reserve <= U256::from(21_000u64) * U256::from(500_000_000_000u64));
+    // A self-paid native address is never delegated: it still has no code.
+    let code = h
+        .dev
+        .rpc("eth_getCode", json!([deposit, "latest"]))
+        .await
+        .expect("code");
+    assert_eq!(code, "0x");
+
+    // Nothing more to do: no second sweep.
+    s.tick_once().await.expect("tick");
+    assert_eq!(attempts(&h).await.len(), 1);
+    assert_eq!(nonce(&h, deposit).await, 1);
+}
+
+#[tokio::test]
+async fn a_sweep_stored_before_a_crash_is_sent_once_from_its_stored_bytes() {
+    let mut h = swept_harness(|_| {}).await;
+    let p = confirmed_native(&mut h, "1", pow10(18)).await;
+    let deposit = address_of(&p);
+
+    // The first process signs and commits, then dies before broadcasting.
+    let first = sweeper(&h);
+    assert_eq!(first.plan_once().await.expect("plan"), 1);
+    drop(first);
+    let stored = attempts(&h).await;
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0].2, "signed");
+    assert_eq!(nonce(&h, deposit).await, 0, "nothing was broadcast");
+
+    // After the restart the stored bytes go out; no second sweep is signed.
+    let mut second = sweeper(&h);
+    second.tick_once().await.expect("tick");
+    second.tick_once().await.expect("tick");
+    let after = attempts(&h).await;
+    assert_eq!(after.len(), 1, "{after:?}");
+    assert_eq!(
+        after[0].0, stored[0].0,
+        "the same transaction, not a new one"
+    );
+    assert_eq!(after[0].2, "confirmed");
+    assert_eq!(nonce(&h, deposit).await, 1);
+    assert_eq!(h.get(&p).await["settlement"]["status"], "swept");
+}
+
+#[tokio::test]
+async fn a_sweep_broadcast_before_a_crash_is_recognised_and_confirmed_once() {
+    let mut h = swept_harness(|_| {}).await;
+    let p = confirmed_native(&mut h, "1", pow10(18)).await;
+
+    // Signed, committed and broadcast, but the process died before recording the send.
+    let first = sweeper(&h);
+    assert_eq!(first.plan_once().await.expect("plan"), 1);
+    drop(first);
+    let c = h.app.store.client().await.expect("db");
+    let raw: Vec<u8> = c
+        .query_one("SELECT raw_tx FROM sweep_attempts", &[])
+        .await
+        .expect("raw")
+        .get(0);
+    drop(c);
+    h.dev
+        .rpc(
+            "eth_sendRawTransaction",
+            json!([format!("0x{}", hex::encode(&raw))]),
+        )
+        .await
+        .expect("broadcast");
+
+    let mut second = sweeper(&h);
+    second.tick_once().await.expect("tick");
+    second.tick_once().await.expect("tick");
+    let after = attempts(&h).await;
+    assert_eq!(after.len(), 1);
+    assert_eq!(after[0].2, "confirmed");
+    assert_eq!(
+        h.events(&p)
+            .await
+            .iter()
+            .filter(|e| e.0 == "payment.swept")
+            .count(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn dust_waits_with_its_reason_and_is_swept_once_fees_fall() {
+    let mut h = swept_harness(|c| c.sweep.fee_multiple = 10).await;
+    // Base fee 100 gwei: the fee reserve is 21,000 × (2 × 100 gwei + tip) ≈ 0.0042 ETH,
+    // more than a tenth of 0.01 ETH.
+    h.dev
+        .rpc("anvil_setNextBlockBaseFeePerGas", json!(["0x174876e800"]))
+        .await
+        .expect("base fee");
+    h.dev.mine(1).await.expect("mine");
+    let p = confirmed_native(&mut h, "0.01", pow10(16)).await;
+    let mut s = sweeper(&h);
+    s.tick_once().await.expect("tick");
+    let g = h.get(&p).await;
+    assert_eq!(g["settlement"]["status"], "skipped", "{g}");
+    assert!(
+        g["settlement"]["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("dust")),
+        "{g}"
+    );
+    assert!(attempts(&h).await.is_empty());
+
+    // Fees fall: the same funds are now worth sweeping.
+    h.dev
+        .rpc("anvil_setNextBlockBaseFeePerGas", json!(["0x3b9aca00"]))
+        .await
+        .expect("base fee");
+    h.dev.mine(12).await.expect("mine");
+    s.tick_once().await.expect("tick");
+    s.tick_once().await.expect("tick");
+    let g = h.get(&p).await;
+    assert_eq!(g["settlement"]["status"], "swept", "{g}");
+    assert_eq!(g["settlement"]["reason"], Value::Null);
+}
+
+#[tokio::test]
+async fn the_gas_tank_has_its_own_key_and_its_balance_is_reported() {
+    let h = swept_harness(|_| {}).await;
+    let tank =
+        ctrip::wallet::Signer::address(h.app.state.wallet.as_ref(), ctrip::wallet::KeyRef::GasTank)
+            .expect("tank");
+    h.dev
+        .set_balance(&tank.to_checksum(None), pow10(18))
+        .await
+        .expect("fund");
+    let mut s = sweeper(&h);
+    s.tick_once().await.expect("tick");
+    let text = h.app.metrics_text().await;
+    assert_eq!(
+        crate::helpers::metric(&text, "ctrip_gas_tank_balance_wei{chain=\"devchain\"}"),
+        Some(1e18)
+    );
+}
