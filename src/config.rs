@@ -768,6 +768,16 @@ pub struct SweepSettings {
     /// The most a sweep offers per gas, in wei; when the network asks more, sweeps wait.
     #[serde(default = "default_max_fee_per_gas")]
     pub max_fee_per_gas_wei: u64,
+    /// A sweep transaction with no receipt this long after it was signed is replaced with
+    /// higher fees (wall-clock, so it fires even when no block comes); default three block
+    /// times.
+    #[serde(
+        rename = "bump_after_ms",
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "duration::opt_ms"
+    )]
+    pub bump_after: Option<Duration>,
 }
 
 impl Default for SweepSettings {
@@ -776,6 +786,7 @@ impl Default for SweepSettings {
             fee_multiple: default_fee_multiple(),
             max_age: default_sweep_max_age(),
             max_fee_per_gas_wei: default_max_fee_per_gas(),
+            bump_after: None,
         }
     }
 }

@@ -52,6 +52,9 @@ crate::declare_metrics! {
         oldest_sweep_age: GaugeVec = "sweep_oldest_in_flight_age_seconds" ["chain"],
             "Age of the oldest sweep in flight (0 when none).",
             zero = cross(&[chains]);
+        sweep_replacements: IntCounterVec = "sweep_replacements_total" ["chain"],
+            "Stuck sweep transactions replaced with higher fees.",
+            zero = cross(&[chains]);
         gas_tank_balance: GaugeVec = "gas_tank_balance_wei" ["chain"],
             "The gas tank's balance, in wei (it pays sweep gas for tokens).",
             zero = cross(&[chains]);

@@ -14,6 +14,7 @@ use std::time::Duration;
 use alloy::consensus::{SignableTransaction, TxEip1559, TxEnvelope};
 use alloy::eips::eip2718::Encodable2718;
 use alloy::primitives::{Address, Bytes, TxKind, B256, U256};
+use alloy::providers::utils::Eip1559Estimation;
 use slog::Logger;
 use uuid::Uuid;
 
@@ -31,6 +32,16 @@ const NATIVE_TRANSFER_GAS: u64 = 21_000;
 
 /// Payments planned per tick at most.
 const PLAN_BATCH: i64 = 50;
+
+/// What the chain says of one attempt.
+enum Tracked {
+    /// No receipt (it was sent again unless replaced).
+    Waiting,
+    /// In a block, not deep enough (or reverted).
+    Mined,
+    /// Deep enough: the sweep is confirmed.
+    Confirmed,
+}
 
 /// One chain's sweeper.
 pub struct Sweeper {
@@ -72,6 +83,22 @@ pub fn plan_native(balance: U256, fee: U256, multiple: u32, aged: bool) -> Plan 
     Plan::Sweep {
         value: balance - fee,
     }
+}
+
+/// The fees of a replacement: both the fee cap and the tip at least 12.5 % above the
+/// stuck transaction's (nodes replace a pooled transaction only when both rise by 10 %;
+/// some accept less, so the rule is ours to keep), and no lower than what the network asks
+/// now. `None` when that would exceed `cap`.
+pub fn bumped_fees(
+    old_max_fee: u128,
+    old_tip: u128,
+    now: Eip1559Estimation,
+    cap: u128,
+) -> Option<(u128, u128)> {
+    let bump = |v: u128| v.saturating_add(v.div_ceil(8)).max(v.saturating_add(1));
+    let max_fee = now.max_fee_per_gas.max(bump(old_max_fee));
+    let tip = now.max_priority_fee_per_gas.max(bump(old_tip)).min(max_fee);
+    (max_fee <= cap).then_some((max_fee, tip))
 }
 
 /// Signs an EIP-1559 transaction through the signing seam: its EIP-2718 bytes and hash.
@@ -237,8 +264,8 @@ impl Sweeper {
         }
         let head = self.rpc.refresh_heads().await?;
         let mut confirmed = 0;
-        for a in attempts {
-            if self.track(&a, head).await? {
+        for sweep in attempts.chunk_by(|a, b| a.sweep_id == b.sweep_id) {
+            if self.track_sweep(sweep, head).await? {
                 confirmed += 1;
             }
         }
@@ -246,21 +273,130 @@ impl Sweeper {
         Ok(confirmed)
     }
 
-    async fn track(&self, a: &Attempt, head: u64) -> Result<bool, TickError> {
+    /// Follows one sweep's attempts; replaces the newest with higher fees when none has a
+    /// receipt `bump_after` after it was signed.
+    async fn track_sweep(&self, attempts: &[Attempt], head: u64) -> Result<bool, TickError> {
+        let mut mined = false;
+        for a in attempts {
+            match self.track(a, head).await? {
+                Tracked::Confirmed => return Ok(true),
+                Tracked::Mined => mined = true,
+                Tracked::Waiting => {}
+            }
+        }
+        let newest = attempts.iter().rev().find(|a| a.state != "replaced");
+        if let Some(newest) = newest.filter(|a| !mined && a.age >= self.bump_after()) {
+            self.replace(newest).await?;
+        }
+        Ok(false)
+    }
+
+    fn bump_after(&self) -> Duration {
+        self.chain
+            .sweep
+            .bump_after
+            .unwrap_or(self.chain.block_time * 3)
+    }
+
+    /// Signs, stores and sends a replacement of a stuck self-paid attempt: same nonce,
+    /// fees bumped, the value lowered by the larger fee reserve.
+    async fn replace(&self, stuck: &Attempt) -> Result<(), TickError> {
+        let client = self.store.client().await?;
+        let Some(sp) = sweeps::self_paid(&client, stuck.sweep_id).await? else {
+            return Ok(());
+        };
+        drop(client);
+        let cap = u128::from(self.chain.sweep.max_fee_per_gas_wei);
+        let now = self.rpc.eip1559_fees().await?;
+        let Some((max_fee, tip)) = bumped_fees(
+            stuck.max_fee_per_gas,
+            stuck.max_priority_fee_per_gas,
+            now,
+            cap,
+        ) else {
+            slog::warn!(self.log, "stuck sweep cannot be replaced: its fees are at the cap";
+                "sweep_id" => %stuck.sweep_id, "tx_hash" => &stuck.hash);
+            return Ok(());
+        };
+        let balance = self.rpc.balance(sp.address).await?;
+        let reserve = U256::from(NATIVE_TRANSFER_GAS) * U256::from(max_fee);
+        if balance <= reserve {
+            return Ok(());
+        }
+        let value = balance - reserve;
+        let key = KeyRef::Deposit {
+            account: sp.account_index,
+            index: sp.derivation_index,
+        };
+        let unsigned = TxEip1559 {
+            chain_id: self.chain.chain_id,
+            nonce: stuck.nonce,
+            gas_limit: NATIVE_TRANSFER_GAS,
+            max_fee_per_gas: max_fee,
+            max_priority_fee_per_gas: tip,
+            to: TxKind::Call(sp.treasury),
+            value,
+            access_list: Default::default(),
+            input: Bytes::new(),
+        };
+        let (raw, hash) = sign_eip1559(self.signer.as_ref(), key, unsigned)?;
+        let attempt = NewAttempt {
+            id: Uuid::now_v7(),
+            sweep_id: stuck.sweep_id,
+            sender: sp.address,
+            nonce: stuck.nonce,
+            max_fee_per_gas: max_fee,
+            max_priority_fee_per_gas: tip,
+            gas_limit: NATIVE_TRANSFER_GAS,
+            value,
+            raw: raw.clone(),
+            hash,
+        };
+        let mut client = self.store.client().await?;
+        let tx = client.transaction().await.map_err(StoreError::from)?;
+        sweeps::insert_replacement(&tx, &attempt).await?;
+        tx.commit().await.map_err(StoreError::from)?;
+        self.metrics
+            .sweep_replacements
+            .with_label_values(&[self.chain.name.as_str()])
+            .inc();
+        slog::warn!(self.log, "stuck sweep replaced with higher fees";
+            "sweep_id" => %stuck.sweep_id, "old_tx_hash" => &stuck.hash, "tx_hash" => %hash,
+            "nonce" => stuck.nonce, "max_fee_per_gas" => max_fee, "max_priority_fee_per_gas" => tip);
+        let stored = Attempt {
+            id: attempt.id,
+            sweep_id: attempt.sweep_id,
+            raw,
+            hash: format!("{hash:#x}"),
+            state: "signed".into(),
+            block: None,
+            nonce: attempt.nonce,
+            max_fee_per_gas: max_fee,
+            max_priority_fee_per_gas: tip,
+            age: Duration::ZERO,
+        };
+        self.send(&stored).await
+    }
+
+    async fn track(&self, a: &Attempt, head: u64) -> Result<Tracked, TickError> {
         let hash: B256 = a
             .hash
             .parse()
             .map_err(|_| StoreError::Corrupt("sweep_attempts"))?;
         let Some(receipt) = self.rpc.receipt(hash).await? else {
+            if a.state == "replaced" {
+                // A later attempt pays more; this one is only watched in case it wins.
+                return Ok(Tracked::Waiting);
+            }
             if a.state == "mined" {
                 slog::warn!(self.log, "sweep transaction left the canonical chain; sending it again";
                     "sweep_id" => %a.sweep_id, "tx_hash" => &a.hash);
             }
             self.send(a).await?;
-            return Ok(false);
+            return Ok(Tracked::Waiting);
         };
         let (Some(number), Some(block_hash)) = (receipt.block_number, receipt.block_hash) else {
-            return Ok(false);
+            return Ok(Tracked::Waiting);
         };
         let block_text = format!("{block_hash:#x}");
         if a.block.as_ref() != Some(&(number, block_text.clone())) {
@@ -269,11 +405,11 @@ impl Sweeper {
         }
         let depth = head.saturating_add(1).saturating_sub(number);
         if depth < u64::from(self.chain.confirmations) {
-            return Ok(false);
+            return Ok(Tracked::Mined);
         }
         // Deep enough by number; confirm only if the block is still the canonical one.
         if self.rpc.header(number).await?.hash != block_hash {
-            return Ok(false);
+            return Ok(Tracked::Mined);
         }
         if !receipt.status() {
             slog::error!(self.log, "sweep transaction reverted"; "sweep_id" => %a.sweep_id, "tx_hash" => &a.hash);
@@ -281,7 +417,7 @@ impl Sweeper {
                 .sweeps
                 .with_label_values(&[self.chain.name.as_str(), "failed"])
                 .inc();
-            return Ok(false);
+            return Ok(Tracked::Mined);
         }
         let mut client = self.store.client().await?;
         let tx = client.transaction().await.map_err(StoreError::from)?;
@@ -295,7 +431,7 @@ impl Sweeper {
             slog::info!(self.log, "payment swept";
                 "payment_id" => %p.id, "sweep_id" => %a.sweep_id, "tx_hash" => &a.hash);
         }
-        Ok(true)
+        Ok(Tracked::Confirmed)
     }
 
     /// Broadcasts an attempt's stored bytes; a node that already has them counts as sent.
@@ -371,6 +507,44 @@ impl Work for Sweeper {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// geth's rule for replacing a pooled transaction: both the fee cap and the tip
+    /// strictly higher and at least 10 % higher.
+    fn geth_replaces(old: (u128, u128), new: (u128, u128)) -> bool {
+        let at_least = |o: u128, n: u128| n > o && n * 100 >= o * 110;
+        at_least(old.0, new.0) && at_least(old.1, new.1)
+    }
+
+    #[test]
+    fn a_replacement_raises_both_fees_by_an_eighth_within_the_cap() {
+        let quiet = Eip1559Estimation {
+            max_fee_per_gas: 1,
+            max_priority_fee_per_gas: 1,
+        };
+        for (fee, tip) in [
+            (1u128, 1u128),
+            (7, 1),
+            (8, 8),
+            (1_000_000_007, 3),
+            (2_000_000_000, 1_000_000_000),
+        ] {
+            let (f, t) = bumped_fees(fee, tip, quiet, u128::MAX).expect("under the cap");
+            assert!(geth_replaces((fee, tip), (f, t)), "{fee}/{tip} -> {f}/{t}");
+            assert!(
+                f * 8 >= fee * 9 && t * 8 >= tip * 9,
+                "12.5 %: {fee}/{tip} -> {f}/{t}"
+            );
+            assert!(t <= f);
+        }
+        // The network asking more than the bump wins.
+        let busy = Eip1559Estimation {
+            max_fee_per_gas: 50,
+            max_priority_fee_per_gas: 20,
+        };
+        assert_eq!(bumped_fees(10, 2, busy, 100), Some((50, 20)));
+        // Never above the cap.
+        assert_eq!(bumped_fees(100, 2, quiet, 110), None);
+    }
 
     #[test]
     fn a_sweep_never_costs_more_than_a_tenth_unless_the_funds_are_old() {

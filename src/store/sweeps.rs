@@ -249,19 +249,31 @@ pub struct Attempt {
     pub raw: Vec<u8>,
     /// `0x`-prefixed hash.
     pub hash: String,
-    /// `signed`, `broadcast` or `mined`.
+    /// `signed`, `broadcast`, `mined`, or `replaced` (a later attempt with the same nonce
+    /// pays more; this one may still be mined, so its receipt is still looked for).
     pub state: String,
     /// Where it was mined, as last seen.
     pub block: Option<(u64, String)>,
+    /// Its nonce.
+    pub nonce: u64,
+    /// Its fee cap.
+    pub max_fee_per_gas: u128,
+    /// Its tip.
+    pub max_priority_fee_per_gas: u128,
+    /// How long ago it was signed.
+    pub age: std::time::Duration,
 }
 
 /// The live attempts of `chain`'s in-flight sweeps, oldest sweep first.
 pub async fn in_flight(c: &impl GenericClient, chain: &str) -> Result<Vec<Attempt>, StoreError> {
     let stmt = c
         .prepare_cached(
-            "SELECT a.id, a.sweep_id, a.raw_tx, a.tx_hash, a.state, a.block_number, a.block_hash \
+            "SELECT a.id, a.sweep_id, a.raw_tx, a.tx_hash, a.state, a.block_number, a.block_hash, \
+               a.nonce, a.max_fee_per_gas, a.max_priority_fee_per_gas, \
+               EXTRACT(EPOCH FROM now() - a.created_at)::float8 \
              FROM sweep_attempts a JOIN sweeps s ON s.id = a.sweep_id \
-             WHERE s.chain = $1 AND s.state = 'in_flight' AND a.state IN ('signed', 'broadcast', 'mined') \
+             WHERE s.chain = $1 AND s.state = 'in_flight' \
+               AND a.state IN ('signed', 'broadcast', 'mined', 'replaced') \
              ORDER BY s.created_at, a.created_at",
         )
         .await?;
@@ -270,7 +282,15 @@ pub async fn in_flight(c: &impl GenericClient, chain: &str) -> Result<Vec<Attemp
         .map(|r| {
             let number: Option<i64> = r.get(5);
             let hash: Option<String> = r.get(6);
+            let corrupt = || StoreError::Corrupt("sweep_attempts");
+            let nonce: i64 = r.get(7);
+            let fee: U256 = r.get(8);
+            let tip: U256 = r.get(9);
             Ok(Attempt {
+                nonce: u64::try_from(nonce).map_err(|_| corrupt())?,
+                max_fee_per_gas: u128::try_from(fee).map_err(|_| corrupt())?,
+                max_priority_fee_per_gas: u128::try_from(tip).map_err(|_| corrupt())?,
+                age: std::time::Duration::from_secs_f64(r.get::<_, f64>(10).max(0.0)),
                 id: r.get(0),
                 sweep_id: r.get(1),
                 raw: r.get(2),
@@ -366,4 +386,79 @@ pub async fn in_flight_stats(
         )
         .await?;
     Ok((row.get(0), row.get(1)))
+}
+
+/// What re-signing a self-paid sweep needs: its treasury and the deposit key.
+#[derive(Debug, Clone)]
+pub struct SelfPaid {
+    /// Where the funds go.
+    pub treasury: Address,
+    /// The deposit address (the sender).
+    pub address: Address,
+    /// The merchant's BIP-44 account.
+    pub account_index: u32,
+    /// The payment's derivation index.
+    pub derivation_index: u32,
+}
+
+/// The sender and key of a self-paid sweep, for a replacement.
+pub async fn self_paid(
+    c: &impl GenericClient,
+    sweep_id: Uuid,
+) -> Result<Option<SelfPaid>, StoreError> {
+    let row = c
+        .query_opt(
+            "SELECT s.treasury, p.address, m.account_index, p.derivation_index \
+             FROM sweeps s JOIN sweep_payments sp ON sp.sweep_id = s.id \
+               JOIN payments p ON p.id = sp.payment_id JOIN merchants m ON m.id = p.merchant_id \
+             WHERE s.id = $1 AND s.strategy = 'self_paid' LIMIT 1",
+            &[&sweep_id],
+        )
+        .await?;
+    row.map(|r| {
+        let corrupt = || StoreError::Corrupt("sweeps");
+        let treasury: String = r.get(0);
+        let address: String = r.get(1);
+        let account: i32 = r.get(2);
+        let index: i32 = r.get(3);
+        Ok(SelfPaid {
+            treasury: treasury.parse().map_err(|_| corrupt())?,
+            address: address.parse().map_err(|_| corrupt())?,
+            account_index: u32::try_from(account).map_err(|_| corrupt())?,
+            derivation_index: u32::try_from(index).map_err(|_| corrupt())?,
+        })
+    })
+    .transpose()
+}
+
+/// Stores a replacement (same nonce, higher fees) and marks the sweep's earlier live
+/// attempts `replaced`, in one transaction; the caller then broadcasts it.
+pub async fn insert_replacement(c: &impl GenericClient, a: &NewAttempt) -> Result<(), StoreError> {
+    c.execute(
+        "UPDATE sweep_attempts SET state = 'replaced' \
+         WHERE sweep_id = $1 AND state IN ('signed', 'broadcast')",
+        &[&a.sweep_id],
+    )
+    .await?;
+    let nonce = i64::try_from(a.nonce).map_err(|_| StoreError::Corrupt("sweep_attempts"))?;
+    let gas = i64::try_from(a.gas_limit).map_err(|_| StoreError::Corrupt("sweep_attempts"))?;
+    c.execute(
+        "INSERT INTO sweep_attempts (id, sweep_id, sender, nonce, max_fee_per_gas, \
+           max_priority_fee_per_gas, gas_limit, value_raw, raw_tx, tx_hash, state) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'signed')",
+        &[
+            &a.id,
+            &a.sweep_id,
+            &lower_hex(&a.sender),
+            &nonce,
+            &U256::from(a.max_fee_per_gas),
+            &U256::from(a.max_priority_fee_per_gas),
+            &gas,
+            &a.value,
+            &a.raw,
+            &format!("{:#x}", a.hash),
+        ],
+    )
+    .await?;
+    Ok(())
 }

@@ -266,3 +266,129 @@ async fn the_gas_tank_has_its_own_key_and_its_balance_is_reported() {
         Some(1e18)
     );
 }
+
+#[tokio::test]
+async fn a_stuck_sweep_is_replaced_with_both_fees_an_eighth_higher_and_only_the_replacement_lands()
+{
+    let mut h = swept_harness(|_| {}).await;
+    let p = confirmed_native(&mut h, "1", pow10(18)).await;
+    h.dev
+        .rpc("evm_setAutomine", json!([false]))
+        .await
+        .expect("automine off");
+    let mut s = sweeper(&h);
+    s.tick_once().await.expect("tick");
+    let first = attempts(&h).await;
+    assert_eq!(first.len(), 1);
+    assert_eq!(first[0].2, "broadcast");
+
+    // No block comes; the attempt grows old (its clock is the database's, moved back here
+    // instead of waiting).
+    let c = h.app.store.client().await.expect("db");
+    c.execute(
+        "UPDATE sweep_attempts SET created_at = now() - interval '1 hour'",
+        &[],
+    )
+    .await
+    .expect("age");
+    s.tick_once().await.expect("tick");
+    let both = attempts(&h).await;
+    assert_eq!(both.len(), 2, "{both:?}");
+    assert_eq!(both[0].1, both[1].1, "same nonce");
+    assert_eq!(
+        (both[0].2.as_str(), both[1].2.as_str()),
+        ("replaced", "broadcast")
+    );
+    let fees = c
+        .query(
+            "SELECT max_fee_per_gas::text, max_priority_fee_per_gas::text FROM sweep_attempts ORDER BY created_at",
+            &[],
+        )
+        .await
+        .expect("fees");
+    let num = |r: &tokio_postgres::Row, i: usize| -> u128 {
+        r.get::<_, String>(i).parse().expect("number")
+    };
+    let (old, new) = (&fees[0], &fees[1]);
+    assert!(num(new, 0) * 8 >= num(old, 0) * 9, "fee cap +12.5 %");
+    assert!(num(new, 1) * 8 >= num(old, 1) * 9, "tip +12.5 %");
+    drop(c);
+
+    h.dev.mine(1).await.expect("mine");
+    s.tick_once().await.expect("tick");
+    let done = attempts(&h).await;
+    assert_eq!(
+        (done[0].2.as_str(), done[1].2.as_str()),
+        ("replaced", "confirmed")
+    );
+    let receipt = |hash: String| {
+        let dev = &h.dev;
+        async move {
+            dev.rpc("eth_getTransactionReceipt", json!([hash]))
+                .await
+                .expect("receipt")
+        }
+    };
+    assert_eq!(receipt(done[0].0.clone()).await, Value::Null);
+    assert_ne!(receipt(done[1].0.clone()).await, Value::Null);
+    let g = h.get(&p).await;
+    assert_eq!(g["settlement"]["status"], "swept");
+    assert_eq!(g["settlement"]["tx_hash"], done[1].0.as_str());
+}
+
+#[tokio::test]
+async fn a_dropped_sweep_is_sent_again_from_its_stored_bytes() {
+    let mut h = swept_harness(|_| {}).await;
+    let p = confirmed_native(&mut h, "1", pow10(18)).await;
+    h.dev
+        .rpc("evm_setAutomine", json!([false]))
+        .await
+        .expect("automine off");
+    let mut s = sweeper(&h);
+    s.tick_once().await.expect("tick");
+    let sent = attempts(&h).await;
+    h.dev
+        .rpc("anvil_dropTransaction", json!([sent[0].0]))
+        .await
+        .expect("drop");
+    // The next tick finds no receipt and re-sends the same bytes; the block mines them.
+    s.tick_once().await.expect("tick");
+    h.dev.mine(1).await.expect("mine");
+    s.tick_once().await.expect("tick");
+    let done = attempts(&h).await;
+    assert_eq!(done.len(), 1);
+    assert_eq!(done[0].0, sent[0].0);
+    assert_eq!(done[0].2, "confirmed");
+    assert_eq!(h.get(&p).await["settlement"]["status"], "swept");
+}
+
+#[tokio::test]
+async fn a_sweep_whose_block_is_reorged_out_is_sent_again_and_announced_once() {
+    let mut h = swept_harness(|c| c.confirmations = 2).await;
+    let p = confirmed_native(&mut h, "1", pow10(18)).await;
+    let mut s = sweeper(&h);
+    s.tick_once().await.expect("tick");
+    s.tick_once().await.expect("tick");
+    assert_eq!(attempts(&h).await[0].2, "mined");
+    // The sweep's block is replaced by an empty one before it is deep enough.
+    h.dev
+        .rpc("anvil_reorg", json!([1, []]))
+        .await
+        .expect("reorg");
+    s.tick_once().await.expect("tick");
+    h.dev.mine(2).await.expect("mine");
+    s.tick_once().await.expect("tick");
+    s.tick_once().await.expect("tick");
+    let done = attempts(&h).await;
+    assert_eq!(done.len(), 1);
+    assert_eq!(done[0].2, "confirmed");
+    assert_eq!(h.get(&p).await["settlement"]["status"], "swept");
+    assert_eq!(
+        h.events(&p)
+            .await
+            .iter()
+            .filter(|e| e.0 == "payment.swept")
+            .count(),
+        1
+    );
+}
