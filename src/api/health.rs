@@ -254,6 +254,12 @@ pub async fn detail(state: &AppState) -> ApiResult {
         );
     }
 
+    for c in &state.settings.chains {
+        if let Some(sweep) = chains.get(&c.name).and_then(|s| s.sweep.clone()) {
+            sweep_checks(&mut checks, &mut warn, &c.name, &sweep, &now);
+        }
+    }
+
     for a in state.registry.snapshot() {
         if a.group == "root" {
             continue;
@@ -363,4 +369,51 @@ pub async fn detail(state: &AppState) -> ApiResult {
             "checks": checks,
         }),
     )
+}
+
+/// `{chain}.gasTank:balance` and `{chain}.sweeper:backlog`, for chains that sweep.
+fn sweep_checks(
+    checks: &mut serde_json::Map<String, serde_json::Value>,
+    warn: &mut bool,
+    chain: &str,
+    sweep: &crate::chain::status::SweepStatus,
+    now: &str,
+) {
+    if let Some(wei) = sweep.gas_tank_wei {
+        checks.insert(
+            format!("{chain}.gasTank:balance"),
+            json!([check(
+                chain,
+                "component",
+                json!(wei.to_string()),
+                "wei",
+                "pass",
+                now,
+                None
+            )]),
+        );
+    }
+    let old_funds = sweep.unswept > 0 && sweep.oldest_unswept > sweep.warn_unswept_after;
+    let stuck = sweep.in_flight > 0 && sweep.oldest_in_flight > sweep.warn_in_flight_after;
+    let status = if old_funds || stuck { "warn" } else { "pass" };
+    *warn |= status == "warn";
+    let output = format!(
+        "{} confirmed payment(s) unswept, the oldest confirmed {} s ago; {} sweep(s) in flight, the oldest {} s old",
+        sweep.unswept,
+        sweep.oldest_unswept.as_secs(),
+        sweep.in_flight,
+        sweep.oldest_in_flight.as_secs()
+    );
+    checks.insert(
+        format!("{chain}.sweeper:backlog"),
+        json!([check(
+            chain,
+            "component",
+            json!(sweep.unswept),
+            "payments",
+            status,
+            now,
+            Some(output)
+        )]),
+    );
 }

@@ -292,7 +292,8 @@ impl TreeContext {
                     self.chain_metrics.clone(),
                     log.clone(),
                     worker_tick(tick, actor),
-                );
+                )
+                .with_status(self.chain_status.clone());
                 self.spawn(work, key, hb, log, parent).await
             }
         }

@@ -52,6 +52,12 @@ crate::declare_metrics! {
         oldest_sweep_age: GaugeVec = "sweep_oldest_in_flight_age_seconds" ["chain"],
             "Age of the oldest sweep in flight (0 when none).",
             zero = cross(&[chains]);
+        unswept_payments: IntGaugeVec = "unswept_payments" ["chain"],
+            "Confirmed payments whose funds are not swept yet (chains with a treasury).",
+            zero = cross(&[chains]);
+        oldest_unswept_age: GaugeVec = "unswept_oldest_age_seconds" ["chain"],
+            "How long the oldest unswept confirmed payment has been confirmed (0 when none).",
+            zero = cross(&[chains]);
         sweep_replacements: IntCounterVec = "sweep_replacements_total" ["chain"],
             "Stuck sweep transactions replaced with higher fees.",
             zero = cross(&[chains]);

@@ -37,6 +37,28 @@ pub struct ChainStatus {
     pub nodes_behind: Option<u64>,
     /// Confirmed payments whose counted funds a reorg took away.
     pub reversed_payments: u64,
+    /// The sweeper's view, once it has ticked (chains with a treasury only).
+    pub sweep: Option<SweepStatus>,
+}
+
+/// What the sweeper last saw.
+#[derive(Debug, Clone, Default)]
+pub struct SweepStatus {
+    /// The gas tank's balance, in wei.
+    pub gas_tank_wei: Option<alloy::primitives::U256>,
+    /// Confirmed payments whose funds are not swept yet.
+    pub unswept: i64,
+    /// How long the oldest of them has been confirmed.
+    pub oldest_unswept: Duration,
+    /// Sweeps in flight.
+    pub in_flight: i64,
+    /// Age of the oldest sweep in flight.
+    pub oldest_in_flight: Duration,
+    /// Past this, a backlog is a warning: twice the chain's `max_age` for unswept funds,
+    /// ten replacement periods for a sweep in flight.
+    pub warn_unswept_after: Duration,
+    /// See `warn_unswept_after`.
+    pub warn_in_flight_after: Duration,
 }
 
 impl ChainStatus {
@@ -77,6 +99,7 @@ impl ChainStatusRegistry {
             scanned_head: None,
             nodes_behind: None,
             reversed_payments: 0,
+            sweep: None,
         });
     }
 

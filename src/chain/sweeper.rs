@@ -20,6 +20,7 @@ use uuid::Uuid;
 
 use super::metrics::ChainMetrics;
 use super::rpc::ChainRpc;
+use super::status::{ChainStatusRegistry, SweepStatus};
 use super::TickError;
 use crate::config::ChainSettings;
 use crate::store::sweeps::{self, Attempt, NewAttempt, NewSweep, Sweepable};
@@ -52,6 +53,7 @@ pub struct Sweeper {
     metrics: ChainMetrics,
     log: Logger,
     interval: Duration,
+    status: Option<ChainStatusRegistry>,
 }
 
 /// What planning decided for one payment.
@@ -132,6 +134,7 @@ impl Sweeper {
             metrics,
             log,
             interval,
+            status: None,
         }
     }
 
@@ -470,15 +473,47 @@ impl Sweeper {
         Ok(())
     }
 
-    /// Reads the gas tank's balance into its gauge.
-    async fn report_gas_tank(&self) -> Result<(), TickError> {
+    /// Reads the gas tank's balance and the backlog into the metrics and the chain status
+    /// that `/health/detail` shows.
+    async fn report(&self) -> Result<(), TickError> {
         let tank = self.signer.address(KeyRef::GasTank)?;
         let balance = self.rpc.balance(tank).await?;
+        let client = self.store.client().await?;
+        let (unswept, oldest_unswept) = sweeps::unswept_stats(&client, &self.chain.name).await?;
+        let (in_flight, oldest_in_flight) =
+            sweeps::in_flight_stats(&client, &self.chain.name).await?;
+        let chain = self.chain.name.as_str();
         self.metrics
             .gas_tank_balance
-            .with_label_values(&[self.chain.name.as_str()])
+            .with_label_values(&[chain])
             .set(u128::try_from(balance).map_or(f64::MAX, |v| v as f64));
+        self.metrics
+            .unswept_payments
+            .with_label_values(&[chain])
+            .set(unswept);
+        self.metrics
+            .oldest_unswept_age
+            .with_label_values(&[chain])
+            .set(oldest_unswept);
+        if let Some(status) = &self.status {
+            let sweep = SweepStatus {
+                gas_tank_wei: Some(balance),
+                unswept,
+                oldest_unswept: Duration::from_secs_f64(oldest_unswept.max(0.0)),
+                in_flight,
+                oldest_in_flight: Duration::from_secs_f64(oldest_in_flight.max(0.0)),
+                warn_unswept_after: self.chain.sweep.max_age * 2,
+                warn_in_flight_after: self.bump_after() * 10,
+            };
+            status.update(chain, |s| s.sweep = Some(sweep));
+        }
         Ok(())
+    }
+
+    /// Publishes the gas tank and the backlog to `/health/detail` through `status`.
+    pub fn with_status(mut self, status: ChainStatusRegistry) -> Self {
+        self.status = Some(status);
+        self
     }
 }
 
@@ -500,7 +535,7 @@ impl Work for Sweeper {
             self.track_once().await?;
         }
         self.rpc.refresh_heads().await?;
-        self.report_gas_tank().await
+        self.report().await
     }
 }
 

@@ -373,6 +373,19 @@ pub async fn confirm(
     Ok(settled)
 }
 
+/// Confirmed payments on `chain` whose funds are not swept, and how long ago the oldest was
+/// confirmed, in seconds.
+pub async fn unswept_stats(c: &impl GenericClient, chain: &str) -> Result<(i64, f64), StoreError> {
+    let row = c
+        .query_one(
+            "SELECT count(*), COALESCE(EXTRACT(EPOCH FROM now() - min(confirmed_at))::float8, 0) \
+             FROM payments WHERE chain = $1 AND status = 'confirmed' AND settlement_status <> 'swept'",
+            &[&chain],
+        )
+        .await?;
+    Ok((row.get(0), row.get(1)))
+}
+
 /// In-flight sweeps of `chain` and the age of the oldest, in seconds.
 pub async fn in_flight_stats(
     c: &impl GenericClient,

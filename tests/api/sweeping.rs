@@ -46,6 +46,7 @@ fn sweeper(h: &Harness) -> Sweeper {
         h.app.state.log.clone(),
         Duration::from_secs(1),
     )
+    .with_status(h.app.state.chain_status.clone())
 }
 
 async fn balance(h: &Harness, who: Address) -> U256 {
@@ -265,6 +266,13 @@ async fn the_gas_tank_has_its_own_key_and_its_balance_is_reported() {
         crate::helpers::metric(&text, "ctrip_gas_tank_balance_wei{chain=\"devchain\"}"),
         Some(1e18)
     );
+    let (code, detail) = h.app.health_detail().await;
+    assert_eq!(code, 200);
+    let tank = &detail["checks"]["devchain.gasTank:balance"][0];
+    assert_eq!(tank["observedValue"], "1000000000000000000", "{detail}");
+    let backlog = &detail["checks"]["devchain.sweeper:backlog"][0];
+    assert_eq!(backlog["status"], "pass", "{detail}");
+    assert_eq!(backlog["observedValue"], 0);
 }
 
 #[tokio::test]
