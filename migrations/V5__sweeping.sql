@@ -61,6 +61,9 @@ CREATE TABLE sweep_attempts (
     value_raw                numeric(78, 0) NOT NULL,
     raw_tx                   bytea NOT NULL,
     tx_hash                  text NOT NULL UNIQUE,
+    -- 'sweep' moves the funds; 'seed' sends the deposit address the gas for a token
+    -- transfer (its transfer is signed only once the seed is confirmed).
+    purpose                  text NOT NULL DEFAULT 'sweep' CHECK (purpose IN ('sweep', 'seed')),
     state                    text NOT NULL
                                  CHECK (state IN ('signed', 'broadcast', 'mined', 'confirmed', 'replaced', 'dropped')),
     created_at               timestamptz NOT NULL DEFAULT now(),

@@ -584,6 +584,33 @@ impl ChainRpc {
         Ok(eip1559_default_estimator(next_base, &rewards))
     }
 
+    /// `holder`'s balance of the ERC-20 `token` at the latest block.
+    pub async fn token_balance(&self, token: Address, holder: Address) -> Result<U256, RpcError> {
+        let mut data = vec![0x70, 0xa0, 0x82, 0x31];
+        data.extend_from_slice(B256::left_padding_from(holder.as_slice()).as_slice());
+        let call = serde_json::json!({"to": token, "data": Bytes::from(data)});
+        let out: Bytes = self
+            .request("eth_call", (call, BlockNumberOrTag::Latest), 0)
+            .await?;
+        if out.len() < 32 {
+            return Err(RpcError::Decode);
+        }
+        Ok(U256::from_be_slice(&out[..32]))
+    }
+
+    /// The gas a call from `from` to `to` with `data` would use now.
+    pub async fn estimate_gas(
+        &self,
+        from: Address,
+        to: Address,
+        data: &[u8],
+    ) -> Result<u64, RpcError> {
+        let call =
+            serde_json::json!({"from": from, "to": to, "data": Bytes::copy_from_slice(data)});
+        let gas: U64 = self.request("eth_estimateGas", (call,), 0).await?;
+        Ok(gas.to())
+    }
+
     /// Broadcasts a signed transaction.
     pub async fn send_raw(&self, raw: &[u8]) -> Result<B256, RpcError> {
         self.request("eth_sendRawTransaction", (Bytes::copy_from_slice(raw),), 0)

@@ -103,6 +103,14 @@ pub fn bumped_fees(
     (max_fee <= cap).then_some((max_fee, tip))
 }
 
+/// The calldata of ERC-20 `transfer(to, amount)`.
+pub fn transfer_call(to: Address, amount: U256) -> Vec<u8> {
+    let mut data = vec![0xa9, 0x05, 0x9c, 0xbb];
+    data.extend_from_slice(B256::left_padding_from(to.as_slice()).as_slice());
+    data.extend_from_slice(&amount.to_be_bytes::<32>());
+    data
+}
+
 /// Signs an EIP-1559 transaction through the signing seam: its EIP-2718 bytes and hash.
 pub fn sign_eip1559(
     signer: &dyn Signer,
@@ -145,7 +153,7 @@ impl Sweeper {
             return Ok(0);
         };
         let client = self.store.client().await?;
-        let due = sweeps::sweepable_native(&client, &self.chain.name, PLAN_BATCH).await?;
+        let due = sweeps::sweepable(&client, &self.chain.name, PLAN_BATCH).await?;
         drop(client);
         if due.is_empty() {
             return Ok(0);
@@ -159,21 +167,16 @@ impl Sweeper {
         let fee = U256::from(NATIVE_TRANSFER_GAS) * U256::from(max_fee);
         let mut stored = 0;
         for p in due {
+            if let Some(token) = p.asset {
+                if self.plan_token(&p, token, treasury, max_fee, tip).await? {
+                    stored += 1;
+                }
+                continue;
+            }
             let balance = self.rpc.balance(p.address).await?;
             let aged = p.confirmed_for >= self.chain.sweep.max_age;
             match plan_native(balance, fee, self.chain.sweep.fee_multiple, aged) {
-                Plan::Defer(reason) => {
-                    if p.reason.as_deref() != Some(reason.as_str()) {
-                        slog::info!(self.log, "sweep deferred";
-                            "payment_id" => %p.payment_id, "reason" => &reason);
-                        let client = self.store.client().await?;
-                        sweeps::defer(&client, p.payment_id, &reason).await?;
-                        self.metrics
-                            .sweeps
-                            .with_label_values(&[self.chain.name.as_str(), "skipped"])
-                            .inc();
-                    }
-                }
+                Plan::Defer(reason) => self.defer(&p, &reason).await?,
                 Plan::Sweep { value } => {
                     if self.store_sweep(&p, treasury, value, max_fee, tip).await? {
                         stored += 1;
@@ -182,6 +185,204 @@ impl Sweeper {
             }
         }
         Ok(stored)
+    }
+
+    /// Marks `p` as waiting, with the reason (counted and logged once per new reason).
+    async fn defer(&self, p: &Sweepable, reason: &str) -> Result<(), TickError> {
+        if p.reason.as_deref() == Some(reason) {
+            return Ok(());
+        }
+        slog::info!(self.log, "sweep deferred"; "payment_id" => %p.payment_id, "reason" => reason);
+        let client = self.store.client().await?;
+        sweeps::defer(&client, p.payment_id, reason).await?;
+        self.metrics
+            .sweeps
+            .with_label_values(&[self.chain.name.as_str(), "skipped"])
+            .inc();
+        Ok(())
+    }
+
+    /// The gas a token transfer of `amount` from `from` needs, with a tenth more as margin.
+    async fn transfer_gas(
+        &self,
+        from: Address,
+        token: Address,
+        data: &[u8],
+    ) -> Result<u64, TickError> {
+        let gas = self.rpc.estimate_gas(from, token, data).await?;
+        Ok(gas.saturating_add(gas / 10))
+    }
+
+    /// Plans a token sweep by seeding: the deposit key pays the transfer's gas, which the
+    /// gas tank first sends it (exactly what the transfer needs at the fee cap, less what
+    /// the address already holds). Only the seed is signed now; the transfer is signed
+    /// once the seed is confirmed.
+    async fn plan_token(
+        &self,
+        p: &Sweepable,
+        token: Address,
+        treasury: Address,
+        max_fee: u128,
+        tip: u128,
+    ) -> Result<bool, TickError> {
+        let amount = self.rpc.token_balance(token, p.address).await?;
+        if amount.is_zero() {
+            self.defer(p, "nothing to sweep: the address holds none of the token")
+                .await?;
+            return Ok(false);
+        }
+        let gas = self
+            .transfer_gas(p.address, token, &transfer_call(treasury, amount))
+            .await?;
+        let need = U256::from(gas) * U256::from(max_fee);
+        let held = self.rpc.balance(p.address).await?;
+        let seed = need.saturating_sub(held);
+        let tank = self.signer.address(KeyRef::GasTank)?;
+        let seed_fee = U256::from(NATIVE_TRANSFER_GAS) * U256::from(max_fee);
+        if !seed.is_zero() {
+            let tank_balance = self.rpc.balance(tank).await?;
+            if tank_balance < seed + seed_fee {
+                self.defer(
+                    p,
+                    "waiting for the gas tank: it cannot pay this sweep's gas",
+                )
+                .await?;
+                return Ok(false);
+            }
+        }
+        let tank_nonce = self.rpc.mined_nonce(tank).await?;
+        let mut client = self.store.client().await?;
+        let tx = client.transaction().await.map_err(StoreError::from)?;
+        let sweep = NewSweep {
+            id: Uuid::now_v7(),
+            chain: self.chain.name.clone(),
+            strategy: "seeded",
+            treasury,
+            address: p.address,
+            asset: Some(token),
+            amount,
+            payments: vec![p.payment_id],
+        };
+        if !sweeps::insert_sweep(&tx, &sweep).await? {
+            return Ok(false);
+        }
+        if seed.is_zero() {
+            // The address already holds the gas: the transfer is signed at once.
+            tx.commit().await.map_err(StoreError::from)?;
+            self.sign_transfer(sweep.id).await?;
+            return Ok(true);
+        }
+        let nonce = sweeps::take_nonce(&tx, &self.chain.name, &tank, tank_nonce).await?;
+        let unsigned = TxEip1559 {
+            chain_id: self.chain.chain_id,
+            nonce,
+            gas_limit: NATIVE_TRANSFER_GAS,
+            max_fee_per_gas: max_fee,
+            max_priority_fee_per_gas: tip,
+            to: TxKind::Call(p.address),
+            value: seed,
+            access_list: Default::default(),
+            input: Bytes::new(),
+        };
+        let (raw, hash) = sign_eip1559(self.signer.as_ref(), KeyRef::GasTank, unsigned)?;
+        let attempt = NewAttempt {
+            id: Uuid::now_v7(),
+            sweep_id: sweep.id,
+            sender: tank,
+            nonce,
+            max_fee_per_gas: max_fee,
+            max_priority_fee_per_gas: tip,
+            gas_limit: NATIVE_TRANSFER_GAS,
+            value: seed,
+            raw,
+            hash,
+            purpose: "seed",
+        };
+        sweeps::insert_attempt(&tx, &self.chain.name, &attempt).await?;
+        tx.commit().await.map_err(StoreError::from)?;
+        slog::info!(self.log, "sweep seed signed and stored";
+            "payment_id" => %p.payment_id, "sweep_id" => %sweep.id, "tx_hash" => %hash,
+            "seed_wei" => %seed);
+        Ok(true)
+    }
+
+    /// Signs, stores and sends a seeded sweep's token transfer from the deposit key, once
+    /// its seed is confirmed (or the address held the gas already).
+    async fn sign_transfer(&self, sweep_id: Uuid) -> Result<(), TickError> {
+        let client = self.store.client().await?;
+        let Some(ctx) = sweeps::context(&client, sweep_id).await? else {
+            return Ok(());
+        };
+        if sweeps::has_transfer(&client, sweep_id).await? {
+            return Ok(());
+        }
+        drop(client);
+        let Some(token) = ctx.asset else {
+            return Ok(());
+        };
+        let amount = self.rpc.token_balance(token, ctx.address).await?;
+        let data = transfer_call(ctx.treasury, amount);
+        let gas = self.transfer_gas(ctx.address, token, &data).await?;
+        let now = self.rpc.eip1559_fees().await?;
+        // Fees may have risen since the seed: offer what the address can pay.
+        let held = self.rpc.balance(ctx.address).await?;
+        let affordable = u128::try_from(held / U256::from(gas.max(1))).unwrap_or(u128::MAX);
+        let max_fee = now
+            .max_fee_per_gas
+            .min(u128::from(self.chain.sweep.max_fee_per_gas_wei))
+            .min(affordable);
+        let tip = now.max_priority_fee_per_gas.min(max_fee);
+        let key = KeyRef::Deposit {
+            account: ctx.account_index,
+            index: ctx.derivation_index,
+        };
+        let on_chain = self.rpc.mined_nonce(ctx.address).await?;
+        let mut client = self.store.client().await?;
+        let tx = client.transaction().await.map_err(StoreError::from)?;
+        let nonce = sweeps::take_nonce(&tx, &self.chain.name, &ctx.address, on_chain).await?;
+        let unsigned = TxEip1559 {
+            chain_id: self.chain.chain_id,
+            nonce,
+            gas_limit: gas,
+            max_fee_per_gas: max_fee,
+            max_priority_fee_per_gas: tip,
+            to: TxKind::Call(token),
+            value: U256::ZERO,
+            access_list: Default::default(),
+            input: Bytes::from(data),
+        };
+        let (raw, hash) = sign_eip1559(self.signer.as_ref(), key, unsigned)?;
+        let attempt = NewAttempt {
+            id: Uuid::now_v7(),
+            sweep_id,
+            sender: ctx.address,
+            nonce,
+            max_fee_per_gas: max_fee,
+            max_priority_fee_per_gas: tip,
+            gas_limit: gas,
+            value: U256::ZERO,
+            raw: raw.clone(),
+            hash,
+            purpose: "sweep",
+        };
+        sweeps::insert_attempt(&tx, &self.chain.name, &attempt).await?;
+        tx.commit().await.map_err(StoreError::from)?;
+        slog::info!(self.log, "token transfer signed and stored";
+            "sweep_id" => %sweep_id, "tx_hash" => %hash, "amount" => %amount);
+        self.send(&Attempt {
+            id: attempt.id,
+            sweep_id,
+            raw,
+            hash: format!("{hash:#x}"),
+            state: "signed".into(),
+            block: None,
+            nonce,
+            max_fee_per_gas: max_fee,
+            max_priority_fee_per_gas: tip,
+            age: Duration::ZERO,
+            purpose: "sweep".into(),
+        })
+        .await
     }
 
     /// Stores one self-paid sweep of `p`'s address in one transaction: the sweep, its item
@@ -244,6 +445,7 @@ impl Sweeper {
             value,
             raw,
             hash,
+            purpose: "sweep",
         };
         sweeps::insert_attempt(&tx, &self.chain.name, &attempt).await?;
         tx.commit().await.map_err(StoreError::from)?;
@@ -305,10 +507,14 @@ impl Sweeper {
     /// fees bumped, the value lowered by the larger fee reserve.
     async fn replace(&self, stuck: &Attempt) -> Result<(), TickError> {
         let client = self.store.client().await?;
-        let Some(sp) = sweeps::self_paid(&client, stuck.sweep_id).await? else {
+        let Some(sp) = sweeps::context(&client, stuck.sweep_id).await? else {
             return Ok(());
         };
         drop(client);
+        if sp.strategy != "self_paid" || stuck.purpose != "sweep" {
+            // Replacing seeds and token transfers is not built yet; they are re-sent.
+            return Ok(());
+        }
         let cap = u128::from(self.chain.sweep.max_fee_per_gas_wei);
         let now = self.rpc.eip1559_fees().await?;
         let Some((max_fee, tip)) = bumped_fees(
@@ -354,6 +560,7 @@ impl Sweeper {
             value,
             raw: raw.clone(),
             hash,
+            purpose: "sweep",
         };
         let mut client = self.store.client().await?;
         let tx = client.transaction().await.map_err(StoreError::from)?;
@@ -377,11 +584,17 @@ impl Sweeper {
             max_fee_per_gas: max_fee,
             max_priority_fee_per_gas: tip,
             age: Duration::ZERO,
+            purpose: "sweep".into(),
         };
         self.send(&stored).await
     }
 
     async fn track(&self, a: &Attempt, head: u64) -> Result<Tracked, TickError> {
+        if a.purpose == "seed" && a.state == "confirmed" {
+            // The seed landed; the transfer follows (once: it is looked up first).
+            self.sign_transfer(a.sweep_id).await?;
+            return Ok(Tracked::Mined);
+        }
         let hash: B256 = a
             .hash
             .parse()
@@ -420,6 +633,13 @@ impl Sweeper {
                 .sweeps
                 .with_label_values(&[self.chain.name.as_str(), "failed"])
                 .inc();
+            return Ok(Tracked::Mined);
+        }
+        if a.purpose == "seed" {
+            let client = self.store.client().await?;
+            sweeps::seed_confirmed(&client, a.id).await?;
+            drop(client);
+            self.sign_transfer(a.sweep_id).await?;
             return Ok(Tracked::Mined);
         }
         let mut client = self.store.client().await?;

@@ -16,6 +16,8 @@ use crate::domain::Payment;
 pub struct Sweepable {
     /// Payment.
     pub payment_id: Uuid,
+    /// The token contract; `None` for the native asset.
+    pub asset: Option<Address>,
     /// The deposit address.
     pub address: Address,
     /// The merchant's BIP-44 account (for the deposit key).
@@ -28,9 +30,9 @@ pub struct Sweepable {
     pub confirmed_for: std::time::Duration,
 }
 
-/// Confirmed native-asset payments on `chain` whose funds are neither swept nor in an
-/// active sweep, oldest confirmation first.
-pub async fn sweepable_native(
+/// Confirmed payments on `chain` whose funds are neither swept nor in an active sweep,
+/// oldest confirmation first.
+pub async fn sweepable(
     c: &impl GenericClient,
     chain: &str,
     limit: i64,
@@ -38,23 +40,28 @@ pub async fn sweepable_native(
     let stmt = c
         .prepare_cached(
             "SELECT p.id, p.address, m.account_index, p.derivation_index, p.settlement_reason, \
-               COALESCE(EXTRACT(EPOCH FROM now() - p.confirmed_at)::float8, 0) \
+               COALESCE(EXTRACT(EPOCH FROM now() - p.confirmed_at)::float8, 0), p.asset_contract \
              FROM payments p JOIN merchants m ON m.id = p.merchant_id \
              WHERE p.chain = $1 AND p.status = 'confirmed' \
-               AND p.settlement_status IN ('unswept', 'skipped') AND p.asset_contract IS NULL \
+               AND p.settlement_status IN ('unswept', 'skipped') \
                AND NOT EXISTS (SELECT 1 FROM sweep_items i WHERE i.active AND i.chain = p.chain \
-                               AND i.address = p.address AND i.asset = 'native') \
+                               AND i.address = p.address \
+                               AND i.asset = COALESCE(p.asset_contract, 'native')) \
              ORDER BY p.confirmed_at, p.id LIMIT $2",
         )
         .await?;
     let rows = c.query(&stmt, &[&chain, &limit]).await?;
     rows.iter()
         .map(|r| {
+            let contract: Option<String> = r.get(6);
             let address: String = r.get(1);
             let account: i32 = r.get(2);
             let index: i32 = r.get(3);
             Ok(Sweepable {
                 payment_id: r.get(0),
+                asset: contract
+                    .map(|c| c.parse().map_err(|_| StoreError::Corrupt("payments")))
+                    .transpose()?,
                 address: address
                     .parse()
                     .map_err(|_| StoreError::Corrupt("payments"))?,
@@ -200,6 +207,8 @@ pub struct NewAttempt {
     pub raw: Vec<u8>,
     /// Its hash.
     pub hash: B256,
+    /// `sweep` (moves the funds) or `seed` (sends the gas a token transfer needs).
+    pub purpose: &'static str,
 }
 
 /// Stores a signed attempt and moves the sender's nonce past it (the nonce row must be
@@ -213,8 +222,8 @@ pub async fn insert_attempt(
     let gas = i64::try_from(a.gas_limit).map_err(|_| StoreError::Corrupt("sweep_attempts"))?;
     c.execute(
         "INSERT INTO sweep_attempts (id, sweep_id, sender, nonce, max_fee_per_gas, \
-           max_priority_fee_per_gas, gas_limit, value_raw, raw_tx, tx_hash, state) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'signed')",
+           max_priority_fee_per_gas, gas_limit, value_raw, raw_tx, tx_hash, state, purpose) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'signed', $11)",
         &[
             &a.id,
             &a.sweep_id,
@@ -226,6 +235,7 @@ pub async fn insert_attempt(
             &a.value,
             &a.raw,
             &format!("{:#x}", a.hash),
+            &a.purpose,
         ],
     )
     .await?;
@@ -262,6 +272,8 @@ pub struct Attempt {
     pub max_priority_fee_per_gas: u128,
     /// How long ago it was signed.
     pub age: std::time::Duration,
+    /// `sweep` or `seed`.
+    pub purpose: String,
 }
 
 /// The live attempts of `chain`'s in-flight sweeps, oldest sweep first.
@@ -270,10 +282,11 @@ pub async fn in_flight(c: &impl GenericClient, chain: &str) -> Result<Vec<Attemp
         .prepare_cached(
             "SELECT a.id, a.sweep_id, a.raw_tx, a.tx_hash, a.state, a.block_number, a.block_hash, \
                a.nonce, a.max_fee_per_gas, a.max_priority_fee_per_gas, \
-               EXTRACT(EPOCH FROM now() - a.created_at)::float8 \
+               EXTRACT(EPOCH FROM now() - a.created_at)::float8, a.purpose \
              FROM sweep_attempts a JOIN sweeps s ON s.id = a.sweep_id \
              WHERE s.chain = $1 AND s.state = 'in_flight' \
-               AND a.state IN ('signed', 'broadcast', 'mined', 'replaced') \
+               AND (a.state IN ('signed', 'broadcast', 'mined', 'replaced') \
+                    OR (a.purpose = 'seed' AND a.state = 'confirmed')) \
              ORDER BY s.created_at, a.created_at",
         )
         .await?;
@@ -291,6 +304,7 @@ pub async fn in_flight(c: &impl GenericClient, chain: &str) -> Result<Vec<Attemp
                 max_fee_per_gas: u128::try_from(fee).map_err(|_| corrupt())?,
                 max_priority_fee_per_gas: u128::try_from(tip).map_err(|_| corrupt())?,
                 age: std::time::Duration::from_secs_f64(r.get::<_, f64>(10).max(0.0)),
+                purpose: r.get(11),
                 id: r.get(0),
                 sweep_id: r.get(1),
                 raw: r.get(2),
@@ -401,9 +415,14 @@ pub async fn in_flight_stats(
     Ok((row.get(0), row.get(1)))
 }
 
-/// What re-signing a self-paid sweep needs: its treasury and the deposit key.
+/// What signing for an existing sweep needs: its strategy, treasury, asset and the
+/// deposit key.
 #[derive(Debug, Clone)]
-pub struct SelfPaid {
+pub struct SweepContext {
+    /// `self_paid`, `delegated` or `seeded`.
+    pub strategy: String,
+    /// The token contract; `None` for the native asset.
+    pub asset: Option<Address>,
     /// Where the funds go.
     pub treasury: Address,
     /// The deposit address (the sender).
@@ -414,17 +433,18 @@ pub struct SelfPaid {
     pub derivation_index: u32,
 }
 
-/// The sender and key of a self-paid sweep, for a replacement.
-pub async fn self_paid(
+/// The strategy, asset, sender and key of a sweep.
+pub async fn context(
     c: &impl GenericClient,
     sweep_id: Uuid,
-) -> Result<Option<SelfPaid>, StoreError> {
+) -> Result<Option<SweepContext>, StoreError> {
     let row = c
         .query_opt(
-            "SELECT s.treasury, p.address, m.account_index, p.derivation_index \
+            "SELECT s.treasury, p.address, m.account_index, p.derivation_index, s.strategy, \
+               p.asset_contract \
              FROM sweeps s JOIN sweep_payments sp ON sp.sweep_id = s.id \
                JOIN payments p ON p.id = sp.payment_id JOIN merchants m ON m.id = p.merchant_id \
-             WHERE s.id = $1 AND s.strategy = 'self_paid' LIMIT 1",
+             WHERE s.id = $1 LIMIT 1",
             &[&sweep_id],
         )
         .await?;
@@ -434,7 +454,12 @@ pub async fn self_paid(
         let address: String = r.get(1);
         let account: i32 = r.get(2);
         let index: i32 = r.get(3);
-        Ok(SelfPaid {
+        let contract: Option<String> = r.get(5);
+        Ok(SweepContext {
+            strategy: r.get(4),
+            asset: contract
+                .map(|a| a.parse().map_err(|_| corrupt()))
+                .transpose()?,
             treasury: treasury.parse().map_err(|_| corrupt())?,
             address: address.parse().map_err(|_| corrupt())?,
             account_index: u32::try_from(account).map_err(|_| corrupt())?,
@@ -444,21 +469,43 @@ pub async fn self_paid(
     .transpose()
 }
 
+/// Marks a seed attempt confirmed; its sweep stays in flight for the transfer.
+pub async fn seed_confirmed(c: &impl GenericClient, attempt_id: Uuid) -> Result<(), StoreError> {
+    c.execute(
+        "UPDATE sweep_attempts SET state = 'confirmed' WHERE id = $1 AND purpose = 'seed'",
+        &[&attempt_id],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Whether a sweep has a transfer attempt already (so a confirmed seed is not followed by
+/// a second transfer).
+pub async fn has_transfer(c: &impl GenericClient, sweep_id: Uuid) -> Result<bool, StoreError> {
+    let row = c
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM sweep_attempts WHERE sweep_id = $1 AND purpose = 'sweep')",
+            &[&sweep_id],
+        )
+        .await?;
+    Ok(row.get(0))
+}
+
 /// Stores a replacement (same nonce, higher fees) and marks the sweep's earlier live
 /// attempts `replaced`, in one transaction; the caller then broadcasts it.
 pub async fn insert_replacement(c: &impl GenericClient, a: &NewAttempt) -> Result<(), StoreError> {
     c.execute(
         "UPDATE sweep_attempts SET state = 'replaced' \
-         WHERE sweep_id = $1 AND state IN ('signed', 'broadcast')",
-        &[&a.sweep_id],
+         WHERE sweep_id = $1 AND purpose = $2 AND state IN ('signed', 'broadcast')",
+        &[&a.sweep_id, &a.purpose],
     )
     .await?;
     let nonce = i64::try_from(a.nonce).map_err(|_| StoreError::Corrupt("sweep_attempts"))?;
     let gas = i64::try_from(a.gas_limit).map_err(|_| StoreError::Corrupt("sweep_attempts"))?;
     c.execute(
         "INSERT INTO sweep_attempts (id, sweep_id, sender, nonce, max_fee_per_gas, \
-           max_priority_fee_per_gas, gas_limit, value_raw, raw_tx, tx_hash, state) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'signed')",
+           max_priority_fee_per_gas, gas_limit, value_raw, raw_tx, tx_hash, state, purpose) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'signed', $11)",
         &[
             &a.id,
             &a.sweep_id,
@@ -470,6 +517,7 @@ pub async fn insert_replacement(c: &impl GenericClient, a: &NewAttempt) -> Resul
             &a.value,
             &a.raw,
             &format!("{:#x}", a.hash),
+            &a.purpose,
         ],
     )
     .await?;

@@ -400,3 +400,144 @@ async fn a_sweep_whose_block_is_reorged_out_is_sent_again_and_announced_once() {
         1
     );
 }
+
+async fn token_balance(h: &Harness, token: &str, who: Address) -> U256 {
+    let data = format!("0x70a08231{:0>64}", hex::encode(who.as_slice()));
+    let v = h
+        .dev
+        .rpc("eth_call", json!([{"to": token, "data": data}, "latest"]))
+        .await
+        .expect("call");
+    U256::from_str_radix(v.as_str().expect("hex").trim_start_matches("0x"), 16).expect("hex")
+}
+
+async fn gas_tank(h: &Harness) -> Address {
+    ctrip::wallet::Signer::address(h.app.state.wallet.as_ref(), ctrip::wallet::KeyRef::GasTank)
+        .expect("tank")
+}
+
+/// A TKN payment of 1,000 TKN, paid and confirmed.
+async fn confirmed_token(h: &mut Harness) -> Value {
+    let amount = pow10(21);
+    let p = h
+        .create(json!({"chain": "devchain", "asset": "TKN", "amount": "1000", "confirmations": 1}))
+        .await;
+    h.scan().await;
+    let tkn: Address = crate::helpers::TKN.parse().expect("address");
+    h.dev
+        .mint(tkn, ANVIL_PAYER.parse().expect("payer"), amount)
+        .await
+        .expect("mint");
+    h.dev
+        .pay_token(tkn, ANVIL_PAYER, address_of(&p), amount)
+        .await
+        .expect("pay");
+    h.scan().await;
+    h.confirm().await;
+    assert_eq!(h.get(&p).await["status"], "confirmed");
+    p
+}
+
+async fn purposes(h: &Harness) -> Vec<(String, String)> {
+    let c = h.app.store.client().await.expect("db");
+    c.query(
+        "SELECT purpose, state FROM sweep_attempts ORDER BY created_at",
+        &[],
+    )
+    .await
+    .expect("attempts")
+    .iter()
+    .map(|r| (r.get(0), r.get(1)))
+    .collect()
+}
+
+#[tokio::test]
+async fn on_a_chain_without_eip7702_a_token_payment_is_swept_by_seeding_and_the_transfer_waits_for_the_seed(
+) {
+    let anvil = Anvil::start_with(None, &["--hardfork".into(), "cancun".into()])
+        .await
+        .expect("anvil");
+    let url = anvil.url();
+    let mut h = harness_on(anvil, vec![url], |c| {
+        c.treasury = Some(treasury());
+        c.confirmations = 2;
+    })
+    .await;
+    let p = confirmed_token(&mut h).await;
+    let deposit = address_of(&p);
+    let tank = gas_tank(&h).await;
+    h.dev
+        .set_balance(&tank.to_checksum(None), pow10(18))
+        .await
+        .expect("fund the tank");
+
+    let mut s = sweeper(&h);
+    s.tick_once().await.expect("tick");
+    // Only the seed is signed: the transfer waits until the seed is confirmed.
+    assert_eq!(
+        purposes(&h).await,
+        vec![("seed".to_string(), "broadcast".to_string())]
+    );
+    assert_eq!(h.get(&p).await["settlement"]["status"], "sweeping");
+    // Mined (automine) but one block deep of the two required: still no transfer.
+    s.tick_once().await.expect("tick");
+    assert_eq!(purposes(&h).await.len(), 1);
+    h.dev.mine(1).await.expect("mine");
+    s.tick_once().await.expect("tick");
+    let after = purposes(&h).await;
+    assert_eq!(after[0], ("seed".to_string(), "confirmed".to_string()));
+    assert_eq!(after[1].0, "sweep");
+    h.dev.mine(2).await.expect("mine");
+    s.tick_once().await.expect("tick");
+
+    let g = h.get(&p).await;
+    assert_eq!(g["settlement"]["status"], "swept", "{g}");
+    assert_eq!(
+        token_balance(&h, crate::helpers::TKN, treasury()).await,
+        pow10(21)
+    );
+    assert_eq!(
+        token_balance(&h, crate::helpers::TKN, deposit).await,
+        U256::ZERO
+    );
+    // The seed covered the transfer at the fee cap; what is left is its unspent part.
+    let left = balance(&h, deposit).await;
+    assert!(left < pow10(16), "{left}");
+    assert_eq!(
+        h.events(&p)
+            .await
+            .iter()
+            .filter(|e| e.0 == "payment.swept")
+            .count(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn an_empty_gas_tank_makes_no_attempt_and_fails_nothing_and_a_refill_resumes() {
+    let mut h = swept_harness(|_| {}).await;
+    let p = confirmed_token(&mut h).await;
+    let mut s = sweeper(&h);
+    s.tick_once().await.expect("an empty tank is not an error");
+    assert!(purposes(&h).await.is_empty());
+    let g = h.get(&p).await;
+    assert_eq!(g["settlement"]["status"], "skipped", "{g}");
+    assert!(g["settlement"]["reason"]
+        .as_str()
+        .is_some_and(|r| r.contains("gas tank")));
+    let text = h.app.metrics_text().await;
+    assert_eq!(
+        crate::helpers::metric(&text, "ctrip_gas_tank_balance_wei{chain=\"devchain\"}"),
+        Some(0.0)
+    );
+
+    let tank = gas_tank(&h).await;
+    h.dev
+        .set_balance(&tank.to_checksum(None), pow10(18))
+        .await
+        .expect("refill");
+    for _ in 0..3 {
+        s.tick_once().await.expect("tick");
+    }
+    assert_eq!(h.get(&p).await["settlement"]["status"], "swept");
+}
