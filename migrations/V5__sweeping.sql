@@ -75,9 +75,9 @@ CREATE INDEX sweep_attempts_sweep_idx ON sweep_attempts (sweep_id);
 
 -- Why a payment's funds wait (dust: the fee would eat too much of them).
 ALTER TABLE payments ADD COLUMN settlement_reason text;
--- Confirmed payments whose funds are not swept yet, per chain.
+-- Closed payments whose funds are not swept yet, per chain.
 CREATE INDEX payments_unswept_idx ON payments (chain)
-    WHERE status = 'confirmed' AND settlement_status IN ('unswept', 'skipped');
+    WHERE status IN ('confirmed', 'expired', 'canceled') AND settlement_status IN ('unswept', 'skipped');
 
 -- The gas tank signs from BIP-44 account 2147483647; no merchant may ever get it.
 ALTER TABLE merchants ADD CONSTRAINT merchants_account_below_gas_tank

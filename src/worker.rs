@@ -223,6 +223,19 @@ impl Faults {
     }
 }
 
+/// Aborts the process at `point` when the environment variable `CTRIP_TEST_CRASH` names it
+/// (debug builds only; compiled out of release builds). It gives the tests that kill the
+/// real process a crash at an exact place, such as between a commit and a broadcast.
+#[inline]
+pub fn crash_point(point: &str) {
+    #[cfg(debug_assertions)]
+    if std::env::var("CTRIP_TEST_CRASH").is_ok_and(|v| v == point) {
+        std::process::abort();
+    }
+    #[cfg(not(debug_assertions))]
+    let _ = point;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

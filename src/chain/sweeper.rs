@@ -26,7 +26,7 @@ use crate::config::ChainSettings;
 use crate::store::sweeps::{self, Attempt, NewAttempt, NewSweep, Sweepable};
 use crate::store::{Store, StoreError};
 use crate::wallet::{KeyRef, Signer, WalletError};
-use crate::worker::Work;
+use crate::worker::{crash_point, Work};
 
 /// Gas of a plain value transfer to an account without code.
 const NATIVE_TRANSFER_GAS: u64 = 21_000;
@@ -449,6 +449,7 @@ impl Sweeper {
         };
         sweeps::insert_attempt(&tx, &self.chain.name, &attempt).await?;
         tx.commit().await.map_err(StoreError::from)?;
+        crash_point("sweep_committed");
         slog::info!(self.log, "sweep signed and stored";
             "payment_id" => %p.payment_id, "sweep_id" => %sweep.id, "tx_hash" => %hash,
             "nonce" => nonce, "value_wei" => %value);
@@ -660,7 +661,7 @@ impl Sweeper {
     /// Broadcasts an attempt's stored bytes; a node that already has them counts as sent.
     async fn send(&self, a: &Attempt) -> Result<(), TickError> {
         match self.rpc.send_raw(&a.raw).await {
-            Ok(_) => {}
+            Ok(_) => crash_point("sweep_sent"),
             Err(e) if e.is_already_sent() => {}
             Err(e) if e.is_node_answer() => {
                 // Refused for good reason (underpriced, out of funds): keep the record and

@@ -339,6 +339,8 @@ pub async fn write_change(
                event_sequence = event_sequence + CASE WHEN $6 THEN 1 ELSE 0 END, \
                transitioned_at = CASE WHEN $6 THEN now() ELSE transitioned_at END, \
                confirmations = CASE WHEN $3 IN ('pending', 'partially_paid') THEN 0 ELSE confirmations END, \
+               settlement_status = CASE WHEN $5::numeric > amount_received_raw \
+                 AND settlement_status = 'swept' THEN 'unswept' ELSE settlement_status END, \
                updated_at = now() \
              WHERE merchant_id = $1 AND id = $2 RETURNING event_sequence",
         )

@@ -30,8 +30,9 @@ pub struct Sweepable {
     pub confirmed_for: std::time::Duration,
 }
 
-/// Confirmed payments on `chain` whose funds are neither swept nor in an active sweep,
-/// oldest confirmation first.
+/// Closed payments on `chain` holding funds that are neither swept nor in an active
+/// sweep, oldest first: confirmed ones, and expired or canceled ones that were paid late
+/// (their funds are ours to account for too).
 pub async fn sweepable(
     c: &impl GenericClient,
     chain: &str,
@@ -40,14 +41,15 @@ pub async fn sweepable(
     let stmt = c
         .prepare_cached(
             "SELECT p.id, p.address, m.account_index, p.derivation_index, p.settlement_reason, \
-               COALESCE(EXTRACT(EPOCH FROM now() - p.confirmed_at)::float8, 0), p.asset_contract \
+               COALESCE(EXTRACT(EPOCH FROM now() - COALESCE(p.confirmed_at, p.transitioned_at))::float8, 0), \
+               p.asset_contract \
              FROM payments p JOIN merchants m ON m.id = p.merchant_id \
-             WHERE p.chain = $1 AND p.status = 'confirmed' \
-               AND p.settlement_status IN ('unswept', 'skipped') \
+             WHERE p.chain = $1 AND p.status IN ('confirmed', 'expired', 'canceled') \
+               AND p.amount_received_raw > 0 AND p.settlement_status IN ('unswept', 'skipped') \
                AND NOT EXISTS (SELECT 1 FROM sweep_items i WHERE i.active AND i.chain = p.chain \
                                AND i.address = p.address \
                                AND i.asset = COALESCE(p.asset_contract, 'native')) \
-             ORDER BY p.confirmed_at, p.id LIMIT $2",
+             ORDER BY COALESCE(p.confirmed_at, p.transitioned_at), p.id LIMIT $2",
         )
         .await?;
     let rows = c.query(&stmt, &[&chain, &limit]).await?;
@@ -392,8 +394,10 @@ pub async fn confirm(
 pub async fn unswept_stats(c: &impl GenericClient, chain: &str) -> Result<(i64, f64), StoreError> {
     let row = c
         .query_one(
-            "SELECT count(*), COALESCE(EXTRACT(EPOCH FROM now() - min(confirmed_at))::float8, 0) \
-             FROM payments WHERE chain = $1 AND status = 'confirmed' AND settlement_status <> 'swept'",
+            "SELECT count(*), \
+               COALESCE(EXTRACT(EPOCH FROM now() - min(COALESCE(confirmed_at, transitioned_at)))::float8, 0) \
+             FROM payments WHERE chain = $1 AND status IN ('confirmed', 'expired', 'canceled') \
+               AND amount_received_raw > 0 AND settlement_status IN ('unswept', 'skipped', 'sweeping')",
             &[&chain],
         )
         .await?;

@@ -135,15 +135,18 @@ impl ChaosEndpoint {
 }
 
 /// The gateway under test, a real `ctrip serve` process.
-struct Gateway {
-    config: std::path::PathBuf,
-    db: String,
-    child: Option<Child>,
-    base: String,
+/// `ctrip serve` as a real child process.
+pub(crate) struct Gateway {
+    pub config: std::path::PathBuf,
+    pub db: String,
+    pub child: Option<Child>,
+    pub base: String,
+    /// Extra environment for the next start.
+    pub env: Vec<(String, String)>,
 }
 
 impl Gateway {
-    async fn start(&mut self) {
+    pub async fn start(&mut self) {
         use tokio::io::{AsyncBufReadExt, BufReader};
         let mut c = Command::new(env!("CARGO_BIN_EXE_ctrip"));
         c.current_dir(env!("CARGO_MANIFEST_DIR"))
@@ -153,6 +156,7 @@ impl Gateway {
             .env("CTRIP__DATABASE__URL", &self.db)
             .env("CTRIP__WALLET__MNEMONIC", crate::helpers::TEST_MNEMONIC)
             .env("CTRIP__ADMIN__TOKEN", crate::helpers::ADMIN_TOKEN)
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .kill_on_drop(true);
@@ -175,7 +179,7 @@ impl Gateway {
         self.child = Some(child);
     }
 
-    async fn stop(&mut self, sigterm: bool) {
+    pub async fn stop(&mut self, sigterm: bool) {
         let Some(mut child) = self.child.take() else {
             return;
         };
@@ -714,6 +718,7 @@ decimals = 18
         db: db.clone(),
         child: None,
         base: String::new(),
+        env: Vec::new(),
     };
     gateway.start().await;
     let store = ctrip::store::Store::new(&{

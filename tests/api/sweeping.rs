@@ -541,3 +541,207 @@ async fn an_empty_gas_tank_makes_no_attempt_and_fails_nothing_and_a_refill_resum
     }
     assert_eq!(h.get(&p).await["settlement"]["status"], "swept");
 }
+
+#[tokio::test]
+async fn funds_that_arrive_after_a_sweep_are_swept_too() {
+    let mut h = swept_harness(|_| {}).await;
+    let p = confirmed_native(&mut h, "1", pow10(18)).await;
+    let mut s = sweeper(&h);
+    s.tick_once().await.expect("tick");
+    s.tick_once().await.expect("tick");
+    assert_eq!(h.get(&p).await["settlement"]["status"], "swept");
+    let before = balance(&h, treasury()).await;
+
+    // The payer sends the same amount again to the already swept address.
+    h.dev
+        .pay_native(ANVIL_PAYER, address_of(&p), pow10(18))
+        .await
+        .expect("pay again");
+    h.scan().await;
+    assert_eq!(h.get(&p).await["settlement"]["status"], "unswept");
+    s.tick_once().await.expect("tick");
+    s.tick_once().await.expect("tick");
+    let g = h.get(&p).await;
+    assert_eq!(g["settlement"]["status"], "swept", "{g}");
+    assert!(balance(&h, treasury()).await > before + pow10(17) * U256::from(9u64));
+    let swept: Vec<_> = h
+        .events(&p)
+        .await
+        .into_iter()
+        .filter(|e| e.0 == "payment.swept")
+        .collect();
+    assert_eq!(swept.len(), 2);
+    assert_eq!(attempts(&h).await.len(), 2);
+}
+
+#[tokio::test]
+async fn an_expired_payment_paid_late_is_swept() {
+    let mut h = swept_harness(|_| {}).await;
+    let p = h
+        .create(json!({"chain": "devchain", "asset": "native", "amount": "1", "expires_in": 60}))
+        .await;
+    h.scan().await;
+    h.sql(
+        "UPDATE payments SET expires_at = now() - interval '1 minute', created_at = now() - interval '2 minutes' WHERE id = $1::text::uuid",
+        &p,
+    )
+    .await;
+    h.confirm().await;
+    assert_eq!(h.get(&p).await["status"], "expired");
+    h.dev
+        .pay_native(ANVIL_PAYER, address_of(&p), pow10(18))
+        .await
+        .expect("pay late");
+    h.scan().await;
+    h.confirm().await;
+    let mut s = sweeper(&h);
+    s.tick_once().await.expect("tick");
+    s.tick_once().await.expect("tick");
+    let g = h.get(&p).await;
+    assert_eq!(g["settlement"]["status"], "swept", "{g}");
+}
+
+/// `ctrip serve` crashes (aborts: no cleanup, like kill -9) at `point` of its first sweep,
+/// then is started again: the sweep is on chain exactly once, with no nonce skipped.
+async fn sweep_survives_a_crash_at(point: &str) {
+    let anvil = Anvil::start(None).await.expect("anvil");
+    let dev = ctrip::devnet::DevChain::new(anvil.url());
+    let db = crate::helpers::create_database(&crate::helpers::maintenance_url()).await;
+    let dir = std::env::temp_dir().join(format!("ctrip-crash-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let config = dir.join("gateway.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[server]
+bind = "127.0.0.1:0"
+[telemetry]
+access_log_level = "off"
+[supervision]
+restart_backoff_min_ms = 100
+tick_retry_min_ms = 50
+tick_retry_max_ms = 500
+[[chains]]
+name = "devchain"
+chain_id = 31337
+rpc_urls = ["{}"]
+confirmations = 1
+block_time_ms = 250
+start_block = 0
+treasury = "{TREASURY}"
+"#,
+            anvil.url()
+        ),
+    )
+    .expect("config");
+    let mut gateway = crate::chaos::Gateway {
+        config,
+        db: db.clone(),
+        child: None,
+        base: String::new(),
+        env: vec![("CTRIP_TEST_CRASH".into(), point.into())],
+    };
+    gateway.start().await;
+    let store =
+        ctrip::store::Store::new(&crate::helpers::base_settings(&db).database).expect("store");
+    // Account 0 of the test mnemonic holds anvil's funded accounts: a placeholder takes it.
+    ctrip::ops::create_merchant(&store, "placeholder")
+        .await
+        .expect("merchant");
+    let merchant = ctrip::ops::create_merchant(&store, "shop")
+        .await
+        .expect("merchant");
+    let client = reqwest::Client::new();
+    let p: Value = client
+        .post(format!("{}/v1/payments", gateway.base))
+        .bearer_auth(&merchant.api_key)
+        .json(&json!({"chain": "devchain", "asset": "native", "amount": "1", "confirmations": 1}))
+        .send()
+        .await
+        .expect("create")
+        .json()
+        .await
+        .expect("json");
+    let deposit = address_of(&p);
+    dev.pay_native(ANVIL_PAYER, deposit, pow10(18))
+        .await
+        .expect("pay");
+
+    // The gateway confirms the payment, signs its sweep and dies at the crash point.
+    let mut child = gateway.child.take().expect("running");
+    let status = tokio::time::timeout(Duration::from_secs(90), child.wait())
+        .await
+        .expect("the gateway reaches the crash point")
+        .expect("wait");
+    assert!(!status.success(), "{status:?}");
+    let c = store.client().await.expect("db");
+    let stored: Vec<(String, String)> = c
+        .query("SELECT tx_hash, state FROM sweep_attempts", &[])
+        .await
+        .expect("attempts")
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(stored.len(), 1, "{stored:?}");
+    assert_eq!(
+        stored[0].1, "signed",
+        "the crash came before the send was recorded"
+    );
+    let sent_before_crash = u64::from(point == "sweep_sent");
+    let count = |who: Address| {
+        let dev = &dev;
+        async move {
+            let v = dev
+                .rpc("eth_getTransactionCount", json!([who, "latest"]))
+                .await
+                .expect("nonce");
+            u64::from_str_radix(v.as_str().expect("hex").trim_start_matches("0x"), 16).expect("hex")
+        }
+    };
+    assert_eq!(count(deposit).await, sent_before_crash);
+
+    // After the restart the stored bytes go out (or are recognised as out): once.
+    gateway.env.clear();
+    gateway.start().await;
+    let id = p["id"].as_str().expect("id").to_string();
+    let base = gateway.base.clone();
+    let key = merchant.api_key.clone();
+    let swept =
+        crate::helpers::eventually(90, "the sweep to be confirmed after the restart", || {
+            let (client, base, key, id) = (client.clone(), base.clone(), key.clone(), id.clone());
+            async move {
+                let p: Value = client
+                    .get(format!("{base}/v1/payments/{id}"))
+                    .bearer_auth(&key)
+                    .send()
+                    .await
+                    .ok()?
+                    .json()
+                    .await
+                    .ok()?;
+                (p["settlement"]["status"] == "swept").then_some(p)
+            }
+        })
+        .await;
+    assert_eq!(swept["settlement"]["tx_hash"], stored[0].0.as_str());
+    let after: i64 = c
+        .query_one("SELECT count(*) FROM sweep_attempts", &[])
+        .await
+        .expect("count")
+        .get(0);
+    assert_eq!(after, 1, "nothing was signed twice");
+    assert_eq!(count(deposit).await, 1, "one transaction, no nonce skipped");
+    gateway.stop(true).await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn a_gateway_killed_between_committing_a_sweep_and_sending_it_sends_it_once_after_restart() {
+    sweep_survives_a_crash_at("sweep_committed").await;
+}
+
+#[tokio::test]
+async fn a_gateway_killed_right_after_sending_a_sweep_confirms_it_once_after_restart() {
+    sweep_survives_a_crash_at("sweep_sent").await;
+}
