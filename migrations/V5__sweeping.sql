@@ -63,7 +63,8 @@ CREATE TABLE sweep_attempts (
     tx_hash                  text NOT NULL UNIQUE,
     -- 'sweep' moves the funds; 'seed' sends the deposit address the gas for a token
     -- transfer (its transfer is signed only once the seed is confirmed).
-    purpose                  text NOT NULL DEFAULT 'sweep' CHECK (purpose IN ('sweep', 'seed')),
+    -- 'deploy' deploys the EIP-7702 delegate for a treasury (a sweep with no items).
+    purpose                  text NOT NULL DEFAULT 'sweep' CHECK (purpose IN ('sweep', 'seed', 'deploy')),
     state                    text NOT NULL
                                  CHECK (state IN ('signed', 'broadcast', 'mined', 'confirmed', 'replaced', 'dropped')),
     created_at               timestamptz NOT NULL DEFAULT now(),

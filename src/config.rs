@@ -778,6 +778,23 @@ pub struct SweepSettings {
         with = "duration::opt_ms"
     )]
     pub bump_after: Option<Duration>,
+    /// Token sweeps through an EIP-7702 delegate, batched: `auto` (if the chain supports
+    /// EIP-7702, which is probed once), `on` or `off` (seeding instead).
+    #[serde(default)]
+    pub eip7702: Eip7702Mode,
+}
+
+/// Whether token sweeps use EIP-7702.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Eip7702Mode {
+    /// Probe the chain once.
+    #[default]
+    Auto,
+    /// Always.
+    On,
+    /// Never: tokens are swept by seeding.
+    Off,
 }
 
 impl Default for SweepSettings {
@@ -787,6 +804,7 @@ impl Default for SweepSettings {
             max_age: default_sweep_max_age(),
             max_fee_per_gas_wei: default_max_fee_per_gas(),
             bump_after: None,
+            eip7702: Eip7702Mode::Auto,
         }
     }
 }

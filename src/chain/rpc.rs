@@ -584,6 +584,19 @@ impl ChainRpc {
         Ok(eip1559_default_estimator(next_base, &rewards))
     }
 
+    /// The code at `address` (empty for an account without code).
+    pub async fn code(&self, address: Address) -> Result<Bytes, RpcError> {
+        self.request("eth_getCode", (address, BlockNumberOrTag::Latest), 0)
+            .await
+    }
+
+    /// The gas of the call `tx` (a JSON transaction object, which may carry an
+    /// `authorizationList`) would use now.
+    pub async fn estimate(&self, tx: serde_json::Value) -> Result<u64, RpcError> {
+        let gas: U64 = self.request("eth_estimateGas", (tx,), 0).await?;
+        Ok(gas.to())
+    }
+
     /// `holder`'s balance of the ERC-20 `token` at the latest block.
     pub async fn token_balance(&self, token: Address, holder: Address) -> Result<U256, RpcError> {
         let mut data = vec![0x70, 0xa0, 0x82, 0x31];

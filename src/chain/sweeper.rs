@@ -11,10 +11,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use alloy::consensus::TxEip7702;
 use alloy::consensus::{SignableTransaction, TxEip1559, TxEnvelope};
 use alloy::eips::eip2718::Encodable2718;
-use alloy::primitives::{Address, Bytes, TxKind, B256, U256};
+use alloy::eips::eip7702::{Authorization, SignedAuthorization};
+use alloy::primitives::{address, keccak256, Address, Bytes, TxKind, B256, U256};
 use alloy::providers::utils::Eip1559Estimation;
+use alloy::sol_types::SolCall;
 use slog::Logger;
 use uuid::Uuid;
 
@@ -22,11 +25,44 @@ use super::metrics::ChainMetrics;
 use super::rpc::ChainRpc;
 use super::status::{ChainStatusRegistry, SweepStatus};
 use super::TickError;
-use crate::config::ChainSettings;
+use crate::config::{ChainSettings, Eip7702Mode};
 use crate::store::sweeps::{self, Attempt, NewAttempt, NewSweep, Sweepable};
 use crate::store::{Store, StoreError};
 use crate::wallet::{KeyRef, Signer, WalletError};
 use crate::worker::{crash_point, Work};
+
+/// The delegate's creation code (`contracts/SweepDelegate.sol`, compiled by
+/// `contracts/compile.js`); its constructor takes the treasury.
+const DELEGATE_BIN: &str = include_str!("../../contracts/SweepDelegate.bin");
+
+/// The deterministic CREATE2 deployer present on anvil and most public chains.
+pub const CREATE2_DEPLOYER: Address = address!("4e59b44847b379578588920cA78FbF26c0B4956C");
+
+/// Deposit addresses swept in one EIP-7702 transaction at most.
+const DELEGATED_BATCH: usize = 20;
+
+alloy::sol! {
+    /// `SweepDelegate.sweepMany`.
+    function sweepMany(address[] deposits, address[] tokens);
+}
+
+/// The delegate's creation code for `treasury` (the constructor argument appended).
+pub fn delegate_initcode(treasury: Address) -> Vec<u8> {
+    let mut code = hex::decode(DELEGATE_BIN.trim()).unwrap_or_default();
+    code.extend_from_slice(B256::left_padding_from(treasury.as_slice()).as_slice());
+    code
+}
+
+/// Where the delegate for `treasury` lives: a CREATE2 address, the same on every chain
+/// with the deployer, and different for every treasury.
+pub fn delegate_address(treasury: Address) -> Address {
+    CREATE2_DEPLOYER.create2(B256::ZERO, keccak256(delegate_initcode(treasury)))
+}
+
+/// Whether `code` is an EIP-7702 delegation designator pointing at `delegate`.
+pub fn delegates_to(code: &[u8], delegate: Address) -> bool {
+    code.len() == 23 && code[..3] == [0xef, 0x01, 0x00] && code[3..] == *delegate.as_slice()
+}
 
 /// Gas of a plain value transfer to an account without code.
 const NATIVE_TRANSFER_GAS: u64 = 21_000;
@@ -54,6 +90,8 @@ pub struct Sweeper {
     log: Logger,
     interval: Duration,
     status: Option<ChainStatusRegistry>,
+    /// Whether the chain supports EIP-7702 (probed once, when `eip7702 = "auto"`).
+    eip7702: std::sync::Mutex<Option<bool>>,
 }
 
 /// What planning decided for one payment.
@@ -143,6 +181,7 @@ impl Sweeper {
             log,
             interval,
             status: None,
+            eip7702: std::sync::Mutex::new(None),
         }
     }
 
@@ -166,6 +205,16 @@ impl Sweeper {
         let tip = fees.max_priority_fee_per_gas.min(max_fee);
         let fee = U256::from(NATIVE_TRANSFER_GAS) * U256::from(max_fee);
         let mut stored = 0;
+        let (tokens, due): (Vec<Sweepable>, Vec<Sweepable>) =
+            due.into_iter().partition(|p| p.asset.is_some());
+        let mut due = due;
+        if !tokens.is_empty() {
+            if self.eip7702().await? {
+                stored += self.plan_delegated(tokens, treasury, max_fee, tip).await?;
+            } else {
+                due.extend(tokens);
+            }
+        }
         for p in due {
             if let Some(token) = p.asset {
                 if self.plan_token(&p, token, treasury, max_fee, tip).await? {
@@ -185,6 +234,275 @@ impl Sweeper {
             }
         }
         Ok(stored)
+    }
+
+    /// Whether token sweeps go through the EIP-7702 delegate on this chain.
+    async fn eip7702(&self) -> Result<bool, TickError> {
+        match self.chain.sweep.eip7702 {
+            Eip7702Mode::On => return Ok(true),
+            Eip7702Mode::Off => return Ok(false),
+            Eip7702Mode::Auto => {}
+        }
+        if let Some(known) = *self.eip7702.lock().unwrap_or_else(|p| p.into_inner()) {
+            return Ok(known);
+        }
+        // A node without EIP-7702 refuses a call carrying an authorization list.
+        let tank = self.signer.address(KeyRef::GasTank)?;
+        let auth = Authorization {
+            chain_id: U256::from(self.chain.chain_id),
+            address: tank,
+            nonce: self.rpc.mined_nonce(tank).await?,
+        };
+        let signed = self.sign_authorization(KeyRef::GasTank, auth)?;
+        let probe = serde_json::json!({"from": tank, "to": tank, "authorizationList": [signed]});
+        let supported = match self.rpc.estimate(probe).await {
+            Ok(_) => true,
+            Err(e) if e.is_node_answer() => false,
+            Err(e) => return Err(e.into()),
+        };
+        slog::info!(self.log, "EIP-7702 probed"; "supported" => supported);
+        *self.eip7702.lock().unwrap_or_else(|p| p.into_inner()) = Some(supported);
+        Ok(supported)
+    }
+
+    fn sign_authorization(
+        &self,
+        key: KeyRef,
+        auth: Authorization,
+    ) -> Result<SignedAuthorization, WalletError> {
+        let sig = self.signer.sign_hash(key, &auth.signature_hash())?;
+        Ok(auth.into_signed(sig))
+    }
+
+    /// Sweeps token deposits through the EIP-7702 delegate: one type-4 transaction from the
+    /// gas tank calls `sweepMany` on up to [`DELEGATED_BATCH`] addresses, carrying a signed
+    /// authorization only for those not delegated yet. Deposit addresses never hold gas.
+    /// The delegate is deployed first (by CREATE2, from the tank) when it is missing.
+    async fn plan_delegated(
+        &self,
+        due: Vec<Sweepable>,
+        treasury: Address,
+        max_fee: u128,
+        tip: u128,
+    ) -> Result<usize, TickError> {
+        let delegate = delegate_address(treasury);
+        if self.rpc.code(delegate).await?.is_empty() {
+            let stored = self.deploy_delegate(treasury, max_fee, tip).await?;
+            if stored.is_none() {
+                for p in &due {
+                    self.defer(
+                        p,
+                        "waiting for the gas tank: it cannot pay this sweep's gas",
+                    )
+                    .await?;
+                }
+            }
+            return Ok(stored.unwrap_or(0));
+        }
+        let mut batch: Vec<(Sweepable, Address, U256)> = Vec::new();
+        let mut auths = Vec::new();
+        for p in due.into_iter() {
+            if batch.len() >= DELEGATED_BATCH {
+                break;
+            }
+            let Some(token) = p.asset else { continue };
+            let amount = self.rpc.token_balance(token, p.address).await?;
+            if amount.is_zero() {
+                self.defer(&p, "nothing to sweep: the address holds none of the token")
+                    .await?;
+                continue;
+            }
+            if !delegates_to(&self.rpc.code(p.address).await?, delegate) {
+                let key = KeyRef::Deposit {
+                    account: p.account_index,
+                    index: p.derivation_index,
+                };
+                if self.signer.address(key)? != p.address {
+                    continue;
+                }
+                let auth = Authorization {
+                    chain_id: U256::from(self.chain.chain_id),
+                    address: delegate,
+                    nonce: self.rpc.mined_nonce(p.address).await?,
+                };
+                auths.push(self.sign_authorization(key, auth)?);
+            }
+            batch.push((p, token, amount));
+        }
+        if batch.is_empty() {
+            return Ok(0);
+        }
+        let mut tokens: Vec<Address> = batch.iter().map(|(_, t, _)| *t).collect();
+        tokens.sort();
+        tokens.dedup();
+        let deposits: Vec<Address> = batch.iter().map(|(p, _, _)| p.address).collect();
+        let input = sweepManyCall { deposits, tokens }.abi_encode();
+        let tank = self.signer.address(KeyRef::GasTank)?;
+        let mut call = serde_json::json!({
+            "from": tank, "to": delegate, "data": Bytes::from(input.clone()),
+        });
+        if !auths.is_empty() {
+            call["authorizationList"] = serde_json::json!(auths);
+        }
+        let gas = self.rpc.estimate(call).await?;
+        let gas = gas.saturating_add(gas / 10);
+        let need = U256::from(gas) * U256::from(max_fee);
+        if self.rpc.balance(tank).await? < need {
+            for (p, _, _) in &batch {
+                self.defer(
+                    p,
+                    "waiting for the gas tank: it cannot pay this sweep's gas",
+                )
+                .await?;
+            }
+            return Ok(0);
+        }
+        let tank_nonce = self.rpc.mined_nonce(tank).await?;
+        let mut client = self.store.client().await?;
+        let tx = client.transaction().await.map_err(StoreError::from)?;
+        let id = Uuid::now_v7();
+        let items: Vec<(Address, Option<Address>, U256)> = batch
+            .iter()
+            .map(|(p, t, a)| (p.address, Some(*t), *a))
+            .collect();
+        let payments: Vec<Uuid> = batch.iter().map(|(p, _, _)| p.payment_id).collect();
+        if !sweeps::insert_batch(
+            &tx,
+            id,
+            &self.chain.name,
+            "delegated",
+            &treasury,
+            &items,
+            &payments,
+        )
+        .await?
+        {
+            return Ok(0);
+        }
+        let nonce = sweeps::take_nonce(&tx, &self.chain.name, &tank, tank_nonce).await?;
+        // A type-4 transaction must carry an authorization; when every address is
+        // delegated already, a plain EIP-1559 call to the delegate does the same.
+        let (raw, hash) = if auths.is_empty() {
+            let unsigned = TxEip1559 {
+                chain_id: self.chain.chain_id,
+                nonce,
+                gas_limit: gas,
+                max_fee_per_gas: max_fee,
+                max_priority_fee_per_gas: tip,
+                to: TxKind::Call(delegate),
+                value: U256::ZERO,
+                access_list: Default::default(),
+                input: Bytes::from(input),
+            };
+            sign_eip1559(self.signer.as_ref(), KeyRef::GasTank, unsigned)?
+        } else {
+            let unsigned = TxEip7702 {
+                chain_id: self.chain.chain_id,
+                nonce,
+                gas_limit: gas,
+                max_fee_per_gas: max_fee,
+                max_priority_fee_per_gas: tip,
+                to: delegate,
+                value: U256::ZERO,
+                access_list: Default::default(),
+                authorization_list: auths.clone(),
+                input: Bytes::from(input),
+            };
+            let sig = self
+                .signer
+                .sign_hash(KeyRef::GasTank, &unsigned.signature_hash())?;
+            let signed = unsigned.into_signed(sig);
+            let hash = *signed.hash();
+            (TxEnvelope::from(signed).encoded_2718(), hash)
+        };
+        let attempt = NewAttempt {
+            id: Uuid::now_v7(),
+            sweep_id: id,
+            sender: tank,
+            nonce,
+            max_fee_per_gas: max_fee,
+            max_priority_fee_per_gas: tip,
+            gas_limit: gas,
+            value: U256::ZERO,
+            raw,
+            hash,
+            purpose: "sweep",
+        };
+        sweeps::insert_attempt(&tx, &self.chain.name, &attempt).await?;
+        tx.commit().await.map_err(StoreError::from)?;
+        crash_point("sweep_committed");
+        slog::info!(self.log, "delegated token sweep signed and stored";
+            "sweep_id" => %id, "tx_hash" => %hash, "addresses" => items.len(),
+            "authorizations" => auths.len());
+        Ok(1)
+    }
+
+    /// Deploys the delegate for `treasury` from the gas tank (CREATE2, so the address is
+    /// known in advance), recorded like a sweep so its nonce is never lost.
+    async fn deploy_delegate(
+        &self,
+        treasury: Address,
+        max_fee: u128,
+        tip: u128,
+    ) -> Result<Option<usize>, TickError> {
+        let client = self.store.client().await?;
+        if sweeps::deploy_in_flight(&client, &self.chain.name).await? {
+            return Ok(Some(0));
+        }
+        drop(client);
+        let tank = self.signer.address(KeyRef::GasTank)?;
+        let mut input = B256::ZERO.to_vec();
+        input.extend_from_slice(&delegate_initcode(treasury));
+        let gas = self
+            .rpc
+            .estimate(serde_json::json!({
+                "from": tank, "to": CREATE2_DEPLOYER, "data": Bytes::from(input.clone()),
+            }))
+            .await?;
+        let gas = gas.saturating_add(gas / 10);
+        if self.rpc.balance(tank).await? < U256::from(gas) * U256::from(max_fee) {
+            slog::warn!(
+                self.log,
+                "the gas tank cannot pay for deploying the sweep delegate"
+            );
+            return Ok(None);
+        }
+        let tank_nonce = self.rpc.mined_nonce(tank).await?;
+        let mut client = self.store.client().await?;
+        let tx = client.transaction().await.map_err(StoreError::from)?;
+        let id = Uuid::now_v7();
+        sweeps::insert_batch(&tx, id, &self.chain.name, "delegated", &treasury, &[], &[]).await?;
+        let nonce = sweeps::take_nonce(&tx, &self.chain.name, &tank, tank_nonce).await?;
+        let unsigned = TxEip1559 {
+            chain_id: self.chain.chain_id,
+            nonce,
+            gas_limit: gas,
+            max_fee_per_gas: max_fee,
+            max_priority_fee_per_gas: tip,
+            to: TxKind::Call(CREATE2_DEPLOYER),
+            value: U256::ZERO,
+            access_list: Default::default(),
+            input: Bytes::from(input),
+        };
+        let (raw, hash) = sign_eip1559(self.signer.as_ref(), KeyRef::GasTank, unsigned)?;
+        let attempt = NewAttempt {
+            id: Uuid::now_v7(),
+            sweep_id: id,
+            sender: tank,
+            nonce,
+            max_fee_per_gas: max_fee,
+            max_priority_fee_per_gas: tip,
+            gas_limit: gas,
+            value: U256::ZERO,
+            raw,
+            hash,
+            purpose: "deploy",
+        };
+        sweeps::insert_attempt(&tx, &self.chain.name, &attempt).await?;
+        tx.commit().await.map_err(StoreError::from)?;
+        slog::info!(self.log, "sweep delegate deployment signed and stored";
+            "delegate" => %delegate_address(treasury), "tx_hash" => %hash);
+        Ok(Some(1))
     }
 
     /// Marks `p` as waiting, with the reason (counted and logged once per new reason).

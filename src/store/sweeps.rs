@@ -213,6 +213,70 @@ pub struct NewAttempt {
     pub purpose: &'static str,
 }
 
+/// Records a batched sweep of several (address, token, amount) items and marks its
+/// payments `sweeping`. `false` when an item is already in an active sweep; the caller
+/// then drops the transaction, so nothing is written.
+pub async fn insert_batch(
+    c: &impl GenericClient,
+    id: Uuid,
+    chain: &str,
+    strategy: &str,
+    treasury: &Address,
+    items: &[(Address, Option<Address>, U256)],
+    payments: &[Uuid],
+) -> Result<bool, StoreError> {
+    c.execute(
+        "INSERT INTO sweeps (id, chain, strategy, state, treasury) VALUES ($1, $2, $3, 'in_flight', $4)",
+        &[&id, &chain, &strategy, &lower_hex(treasury)],
+    )
+    .await?;
+    for (address, asset, amount) in items {
+        let inserted = c
+            .execute(
+                "INSERT INTO sweep_items (sweep_id, chain, address, asset, amount_raw) \
+                 VALUES ($1, $2, $3, $4, $5) \
+                 ON CONFLICT (chain, address, asset) WHERE active DO NOTHING",
+                &[
+                    &id,
+                    &chain,
+                    &lower_hex(address),
+                    &asset_text(*asset),
+                    amount,
+                ],
+            )
+            .await?;
+        if inserted == 0 {
+            return Ok(false);
+        }
+    }
+    for p in payments {
+        c.execute(
+            "INSERT INTO sweep_payments (sweep_id, payment_id) VALUES ($1, $2)",
+            &[&id, p],
+        )
+        .await?;
+        c.execute(
+            "UPDATE payments SET settlement_status = 'sweeping', settlement_reason = NULL, \
+               updated_at = now() WHERE id = $1",
+            &[p],
+        )
+        .await?;
+    }
+    Ok(true)
+}
+
+/// Whether a delegate deployment is in flight on `chain`.
+pub async fn deploy_in_flight(c: &impl GenericClient, chain: &str) -> Result<bool, StoreError> {
+    let row = c
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM sweep_attempts a JOIN sweeps s ON s.id = a.sweep_id \
+             WHERE s.chain = $1 AND s.state = 'in_flight' AND a.purpose = 'deploy')",
+            &[&chain],
+        )
+        .await?;
+    Ok(row.get(0))
+}
+
 /// Stores a signed attempt and moves the sender's nonce past it (the nonce row must be
 /// locked by [`take_nonce`] in the same transaction).
 pub async fn insert_attempt(

@@ -745,3 +745,110 @@ async fn a_gateway_killed_between_committing_a_sweep_and_sending_it_sends_it_onc
 async fn a_gateway_killed_right_after_sending_a_sweep_confirms_it_once_after_restart() {
     sweep_survives_a_crash_at("sweep_sent").await;
 }
+
+/// A TKN payment of 1,000 TKN paid to its own address and confirmed, on `h`.
+async fn paid_token(h: &mut Harness) -> Value {
+    confirmed_token(h).await
+}
+
+#[tokio::test]
+async fn three_token_payments_are_swept_in_one_eip7702_transaction_with_no_gas_on_the_deposits() {
+    let anvil = Anvil::start_with(None, &["--hardfork".into(), "prague".into()])
+        .await
+        .expect("anvil");
+    let url = anvil.url();
+    let mut h = harness_on(anvil, vec![url], |c| {
+        c.treasury = Some(treasury());
+        c.confirmations = 1;
+    })
+    .await;
+    let tank = gas_tank(&h).await;
+    h.dev
+        .set_balance(&tank.to_checksum(None), pow10(18))
+        .await
+        .expect("fund the tank");
+    let mut ps = Vec::new();
+    for _ in 0..3 {
+        ps.push(paid_token(&mut h).await);
+    }
+    let mut s = sweeper(&h);
+    // The first tick deploys the delegate; the next ones sweep all three in one go.
+    for _ in 0..4 {
+        s.tick_once().await.expect("tick");
+    }
+    let delegate = ctrip::chain::sweeper::delegate_address(treasury());
+    let mut hashes = Vec::new();
+    for p in &ps {
+        let g = h.get(p).await;
+        assert_eq!(g["settlement"]["status"], "swept", "{g}");
+        hashes.push(
+            g["settlement"]["tx_hash"]
+                .as_str()
+                .expect("hash")
+                .to_string(),
+        );
+        let deposit = address_of(p);
+        assert_eq!(
+            balance(&h, deposit).await,
+            U256::ZERO,
+            "no gas ever on a deposit"
+        );
+        let code = h
+            .dev
+            .rpc("eth_getCode", json!([deposit, "latest"]))
+            .await
+            .expect("code");
+        assert_eq!(
+            code.as_str().expect("hex").to_lowercase(),
+            format!("0xef0100{}", hex::encode(delegate.as_slice()))
+        );
+        assert!(h.events(p).await.iter().any(|e| e.0 == "payment.swept"));
+    }
+    hashes.dedup();
+    assert_eq!(hashes.len(), 1, "one transaction for the three");
+    let receipt = h
+        .dev
+        .rpc("eth_getTransactionReceipt", json!([hashes[0]]))
+        .await
+        .expect("receipt");
+    assert_eq!(receipt["type"], "0x4");
+    assert_eq!(
+        token_balance(&h, crate::helpers::TKN, treasury()).await,
+        pow10(21) * U256::from(3u64)
+    );
+
+    // More tokens to an address already delegated: swept again with no new
+    // authorization (a plain type-2 call to the delegate).
+    let first = address_of(&ps[0]);
+    let tkn: Address = crate::helpers::TKN.parse().expect("address");
+    h.dev
+        .mint(tkn, ANVIL_PAYER.parse().expect("payer"), pow10(21))
+        .await
+        .expect("mint");
+    h.dev
+        .pay_token(tkn, ANVIL_PAYER, first, pow10(21))
+        .await
+        .expect("pay again");
+    h.scan().await;
+    for _ in 0..3 {
+        s.tick_once().await.expect("tick");
+    }
+    let g = h.get(&ps[0]).await;
+    assert_eq!(g["settlement"]["status"], "swept", "{g}");
+    let again = g["settlement"]["tx_hash"]
+        .as_str()
+        .expect("hash")
+        .to_string();
+    assert_ne!(again, hashes[0]);
+    let receipt = h
+        .dev
+        .rpc("eth_getTransactionReceipt", json!([again]))
+        .await
+        .expect("receipt");
+    assert_eq!(receipt["type"], "0x2", "no authorization the second time");
+    assert_eq!(balance(&h, first).await, U256::ZERO);
+    assert_eq!(
+        token_balance(&h, crate::helpers::TKN, treasury()).await,
+        pow10(21) * U256::from(4u64)
+    );
+}
