@@ -431,7 +431,7 @@ pub async fn confirm(
     }
     c.execute(
         "UPDATE sweep_attempts SET state = CASE WHEN id = $2 THEN 'confirmed' ELSE 'replaced' END \
-         WHERE sweep_id = $1",
+         WHERE sweep_id = $1 AND purpose = (SELECT purpose FROM sweep_attempts WHERE id = $2)",
         &[&sweep_id, &attempt_id],
     )
     .await?;

@@ -492,6 +492,14 @@ async fn on_a_chain_without_eip7702_a_token_payment_is_swept_by_seeding_and_the_
 
     let g = h.get(&p).await;
     assert_eq!(g["settlement"]["status"], "swept", "{g}");
+    // The seed stays confirmed: it is not a replaced attempt of the transfer.
+    assert_eq!(
+        purposes(&h).await,
+        vec![
+            ("seed".to_string(), "confirmed".to_string()),
+            ("sweep".to_string(), "confirmed".to_string())
+        ]
+    );
     assert_eq!(
         token_balance(&h, crate::helpers::TKN, treasury()).await,
         pow10(21)
