@@ -64,6 +64,25 @@ enum Command {
         #[command(subcommand)]
         command: GasTankCommand,
     },
+    /// Sweeping tools.
+    Sweep {
+        #[command(subcommand)]
+        command: SweepCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum SweepCommand {
+    /// List every issued address on a chain that still holds native or token funds.
+    Audit {
+        /// Chain name.
+        #[arg(long)]
+        chain: String,
+        /// Also put the closed payments whose own asset is still there back in line for a
+        /// sweep (the running gateway's sweeper then moves it).
+        #[arg(long)]
+        sweep: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -185,7 +204,64 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::GasTank {
             command: GasTankCommand::Show,
         } => gas_tank_show(Settings::load(config)?).await,
+        Command::Sweep {
+            command: SweepCommand::Audit { chain, sweep },
+        } => sweep_audit(config, &chain, sweep).await,
     }
+}
+
+/// Prints every issued address holding funds on `chain`; with `sweep`, requeues the
+/// closed payments whose own asset is still there.
+async fn sweep_audit(config: Option<&Path>, chain: &str, sweep: bool) -> anyhow::Result<()> {
+    let settings = Settings::load(config)?;
+    let chain = settings
+        .chains
+        .iter()
+        .find(|c| c.name == chain)
+        .with_context(|| format!("no chain {chain} in the configuration"))?;
+    let store = Store::new(&settings.database)?;
+    store.migrate().await?;
+    let metrics = ChainMetrics::new(&prometheus::Registry::new(), &[chain.name.as_str()])?;
+    let rpc = ChainRpc::new(
+        chain,
+        settings.supervision.rpc_timeout,
+        ChainStatusRegistry::default(),
+        metrics,
+    )?;
+    let found = crate::chain::sweeper::audit(chain, &rpc, &store).await?;
+    println!(
+        "{} issued address(es) on {} hold funds",
+        found.len(),
+        chain.name
+    );
+    let mut requeued = 0;
+    for h in &found {
+        println!(
+            "{}  {}  {} {}  payment {} ({}, settlement {}){}",
+            h.address.to_checksum(None),
+            h.asset,
+            h.amount,
+            if h.asset == "native" { "wei" } else { "raw" },
+            h.payment_id,
+            h.status,
+            h.settlement,
+            if h.own_asset {
+                ""
+            } else {
+                "  [not the payment's asset]"
+            }
+        );
+        if sweep && h.own_asset {
+            let client = store.client().await?;
+            if crate::store::sweeps::requeue(&client, h.payment_id).await? {
+                requeued += 1;
+            }
+        }
+    }
+    if sweep {
+        println!("{requeued} payment(s) put back in line for a sweep");
+    }
+    Ok(())
 }
 
 /// Prints the gas tank's address and, per chain, its balance (or why it is unknown).

@@ -1078,6 +1078,67 @@ impl Work for Sweeper {
     }
 }
 
+/// One issued address that still holds funds.
+#[derive(Debug, Clone)]
+pub struct Holding {
+    /// The payment the address was issued for.
+    pub payment_id: Uuid,
+    /// The address.
+    pub address: Address,
+    /// `native` or the token's symbol.
+    pub asset: String,
+    /// The balance, raw units.
+    pub amount: U256,
+    /// Payment status.
+    pub status: String,
+    /// Settlement status.
+    pub settlement: String,
+    /// Whether it is the payment's own asset (the sweeper moves only that).
+    pub own_asset: bool,
+}
+
+/// Every address issued on `chain` that holds native funds or any configured token, read
+/// from the chain now (16 requests in flight at a time), so nothing is ever stranded.
+pub async fn audit(
+    chain: &ChainSettings,
+    rpc: &ChainRpc,
+    store: &Store,
+) -> Result<Vec<Holding>, TickError> {
+    use futures::{StreamExt, TryStreamExt};
+    let client = store.client().await?;
+    let issued = sweeps::issued(&client, &chain.name).await?;
+    drop(client);
+    rpc.refresh_heads().await?;
+    let found: Vec<Vec<Holding>> = futures::stream::iter(issued)
+        .map(|p| async move {
+            let mut out = Vec::new();
+            let native = rpc.balance(p.address).await?;
+            let mut assets = vec![(None, "native".to_string(), native)];
+            for t in &chain.tokens {
+                let amount = rpc.token_balance(t.address, p.address).await?;
+                assets.push((Some(t.address), t.symbol.clone(), amount));
+            }
+            for (contract, asset, amount) in assets {
+                if !amount.is_zero() {
+                    out.push(Holding {
+                        payment_id: p.payment_id,
+                        address: p.address,
+                        asset,
+                        amount,
+                        status: p.status.clone(),
+                        settlement: p.settlement.clone(),
+                        own_asset: contract == p.asset,
+                    });
+                }
+            }
+            Ok::<_, TickError>(out)
+        })
+        .buffered(16)
+        .try_collect()
+        .await?;
+    Ok(found.into_iter().flatten().collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

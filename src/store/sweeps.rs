@@ -591,3 +591,60 @@ pub async fn insert_replacement(c: &impl GenericClient, a: &NewAttempt) -> Resul
     .await?;
     Ok(())
 }
+
+/// A payment's deposit address, as the audit sees it.
+#[derive(Debug, Clone)]
+pub struct Issued {
+    /// Payment.
+    pub payment_id: Uuid,
+    /// Its deposit address.
+    pub address: Address,
+    /// The payment's token; `None` for the native asset.
+    pub asset: Option<Address>,
+    /// Payment status.
+    pub status: String,
+    /// Settlement status.
+    pub settlement: String,
+}
+
+/// Every deposit address issued on `chain`, oldest first.
+pub async fn issued(c: &impl GenericClient, chain: &str) -> Result<Vec<Issued>, StoreError> {
+    let rows = c
+        .query(
+            "SELECT id, address, asset_contract, status, settlement_status FROM payments \
+             WHERE chain = $1 ORDER BY id",
+            &[&chain],
+        )
+        .await?;
+    rows.iter()
+        .map(|r| {
+            let corrupt = || StoreError::Corrupt("payments");
+            let address: String = r.get(1);
+            let asset: Option<String> = r.get(2);
+            Ok(Issued {
+                payment_id: r.get(0),
+                address: address.parse().map_err(|_| corrupt())?,
+                asset: asset
+                    .map(|a| a.parse().map_err(|_| corrupt()))
+                    .transpose()?,
+                status: r.get(3),
+                settlement: r.get(4),
+            })
+        })
+        .collect()
+}
+
+/// Puts a closed payment whose funds are still on its address back in line for a sweep.
+/// `false` when it is open or already waiting.
+pub async fn requeue(c: &impl GenericClient, payment_id: Uuid) -> Result<bool, StoreError> {
+    let n = c
+        .execute(
+            "UPDATE payments SET settlement_status = 'unswept', settlement_reason = NULL, \
+               updated_at = now() \
+             WHERE id = $1 AND status IN ('confirmed', 'expired', 'canceled') \
+               AND settlement_status IN ('swept', 'skipped')",
+            &[&payment_id],
+        )
+        .await?;
+    Ok(n > 0)
+}

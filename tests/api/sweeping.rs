@@ -860,3 +860,49 @@ async fn three_token_payments_are_swept_in_one_eip7702_transaction_with_no_gas_o
         pow10(21) * U256::from(4u64)
     );
 }
+
+#[tokio::test]
+async fn the_audit_finds_funds_left_on_any_issued_address_and_requeues_them() {
+    let mut h = swept_harness(|_| {}).await;
+    let p = confirmed_native(&mut h, "1", pow10(18)).await;
+    let mut s = sweeper(&h);
+    s.tick_once().await.expect("tick");
+    s.tick_once().await.expect("tick");
+    assert_eq!(h.get(&p).await["settlement"]["status"], "swept");
+    let chain = h.app.state.settings.chains[0].clone();
+    let rpc = ChainRpc::new(
+        &chain,
+        Duration::from_secs(10),
+        h.app.state.chain_status.clone(),
+        h.app.metrics.chain.clone(),
+    )
+    .expect("rpc");
+
+    // Funds sent to the swept address that no scan has seen yet (or that came by a way
+    // the scanner does not watch) are still found.
+    h.dev
+        .set_balance(&address_of(&p).to_checksum(None), pow10(18))
+        .await
+        .expect("funds");
+    let found = ctrip::chain::sweeper::audit(&chain, &rpc, &h.app.store)
+        .await
+        .expect("audit");
+    let native: Vec<_> = found
+        .iter()
+        .filter(|f| f.address == address_of(&p) && f.asset == "native")
+        .collect();
+    assert_eq!(native.len(), 1, "{found:?}");
+    assert_eq!(native[0].amount, pow10(18));
+    assert!(native[0].own_asset);
+
+    let c = h.app.store.client().await.expect("db");
+    let id: uuid::Uuid = p["id"].as_str().expect("id").parse().expect("uuid");
+    assert!(ctrip::store::sweeps::requeue(&c, id)
+        .await
+        .expect("requeue"));
+    drop(c);
+    s.tick_once().await.expect("tick");
+    s.tick_once().await.expect("tick");
+    assert_eq!(h.get(&p).await["settlement"]["status"], "swept");
+    assert_eq!(attempts(&h).await.len(), 2);
+}
