@@ -149,6 +149,38 @@ pub fn transfer_call(to: Address, amount: U256) -> Vec<u8> {
     data
 }
 
+/// An attempt as tracking sees it, right after it was stored.
+fn just_stored(a: NewAttempt) -> Attempt {
+    Attempt {
+        id: a.id,
+        sweep_id: a.sweep_id,
+        raw: a.raw,
+        hash: format!("{:#x}", a.hash),
+        state: "signed".into(),
+        block: None,
+        nonce: a.nonce,
+        max_fee_per_gas: a.max_fee_per_gas,
+        max_priority_fee_per_gas: a.max_priority_fee_per_gas,
+        age: Duration::ZERO,
+        purpose: a.purpose.into(),
+    }
+}
+
+/// An EIP-1559 transaction a sweep sends.
+struct Plain {
+    key: KeyRef,
+    sender: Address,
+    sweep_id: Uuid,
+    nonce: u64,
+    gas: u64,
+    max_fee: u128,
+    tip: u128,
+    to: Address,
+    value: U256,
+    input: Vec<u8>,
+    purpose: &'static str,
+}
+
 /// Signs an EIP-1559 transaction through the signing seam: its EIP-2718 bytes and hash.
 pub fn sign_eip1559(
     signer: &dyn Signer,
@@ -162,6 +194,35 @@ pub fn sign_eip1559(
 }
 
 impl Sweeper {
+    /// Signs `t` and gives the attempt to store.
+    fn sign_plain(&self, t: Plain) -> Result<NewAttempt, WalletError> {
+        let unsigned = TxEip1559 {
+            chain_id: self.chain.chain_id,
+            nonce: t.nonce,
+            gas_limit: t.gas,
+            max_fee_per_gas: t.max_fee,
+            max_priority_fee_per_gas: t.tip,
+            to: TxKind::Call(t.to),
+            value: t.value,
+            access_list: Default::default(),
+            input: Bytes::from(t.input),
+        };
+        let (raw, hash) = sign_eip1559(self.signer.as_ref(), t.key, unsigned)?;
+        Ok(NewAttempt {
+            id: Uuid::now_v7(),
+            sweep_id: t.sweep_id,
+            sender: t.sender,
+            nonce: t.nonce,
+            max_fee_per_gas: t.max_fee,
+            max_priority_fee_per_gas: t.tip,
+            gas_limit: t.gas,
+            value: t.value,
+            raw,
+            hash,
+            purpose: t.purpose,
+        })
+    }
+
     /// Builds a sweeper.
     pub fn new(
         chain: ChainSettings,
@@ -473,31 +534,20 @@ impl Sweeper {
         let id = Uuid::now_v7();
         sweeps::insert_batch(&tx, id, &self.chain.name, "delegated", &treasury, &[], &[]).await?;
         let nonce = sweeps::take_nonce(&tx, &self.chain.name, &tank, tank_nonce).await?;
-        let unsigned = TxEip1559 {
-            chain_id: self.chain.chain_id,
-            nonce,
-            gas_limit: gas,
-            max_fee_per_gas: max_fee,
-            max_priority_fee_per_gas: tip,
-            to: TxKind::Call(CREATE2_DEPLOYER),
-            value: U256::ZERO,
-            access_list: Default::default(),
-            input: Bytes::from(input),
-        };
-        let (raw, hash) = sign_eip1559(self.signer.as_ref(), KeyRef::GasTank, unsigned)?;
-        let attempt = NewAttempt {
-            id: Uuid::now_v7(),
-            sweep_id: id,
+        let attempt = self.sign_plain(Plain {
+            key: KeyRef::GasTank,
             sender: tank,
+            sweep_id: id,
             nonce,
-            max_fee_per_gas: max_fee,
-            max_priority_fee_per_gas: tip,
-            gas_limit: gas,
+            gas,
+            max_fee,
+            tip,
+            to: CREATE2_DEPLOYER,
             value: U256::ZERO,
-            raw,
-            hash,
+            input,
             purpose: "deploy",
-        };
+        })?;
+        let hash = attempt.hash;
         sweeps::insert_attempt(&tx, &self.chain.name, &attempt).await?;
         tx.commit().await.map_err(StoreError::from)?;
         slog::info!(self.log, "sweep delegate deployment signed and stored";
@@ -591,31 +641,20 @@ impl Sweeper {
             return Ok(true);
         }
         let nonce = sweeps::take_nonce(&tx, &self.chain.name, &tank, tank_nonce).await?;
-        let unsigned = TxEip1559 {
-            chain_id: self.chain.chain_id,
-            nonce,
-            gas_limit: NATIVE_TRANSFER_GAS,
-            max_fee_per_gas: max_fee,
-            max_priority_fee_per_gas: tip,
-            to: TxKind::Call(p.address),
-            value: seed,
-            access_list: Default::default(),
-            input: Bytes::new(),
-        };
-        let (raw, hash) = sign_eip1559(self.signer.as_ref(), KeyRef::GasTank, unsigned)?;
-        let attempt = NewAttempt {
-            id: Uuid::now_v7(),
-            sweep_id: sweep.id,
+        let attempt = self.sign_plain(Plain {
+            key: KeyRef::GasTank,
             sender: tank,
+            sweep_id: sweep.id,
             nonce,
-            max_fee_per_gas: max_fee,
-            max_priority_fee_per_gas: tip,
-            gas_limit: NATIVE_TRANSFER_GAS,
+            gas: NATIVE_TRANSFER_GAS,
+            max_fee,
+            tip,
+            to: p.address,
             value: seed,
-            raw,
-            hash,
+            input: Vec::new(),
             purpose: "seed",
-        };
+        })?;
+        let hash = attempt.hash;
         sweeps::insert_attempt(&tx, &self.chain.name, &attempt).await?;
         tx.commit().await.map_err(StoreError::from)?;
         slog::info!(self.log, "sweep seed signed and stored";
@@ -658,49 +697,24 @@ impl Sweeper {
         let mut client = self.store.client().await?;
         let tx = client.transaction().await.map_err(StoreError::from)?;
         let nonce = sweeps::take_nonce(&tx, &self.chain.name, &ctx.address, on_chain).await?;
-        let unsigned = TxEip1559 {
-            chain_id: self.chain.chain_id,
-            nonce,
-            gas_limit: gas,
-            max_fee_per_gas: max_fee,
-            max_priority_fee_per_gas: tip,
-            to: TxKind::Call(token),
-            value: U256::ZERO,
-            access_list: Default::default(),
-            input: Bytes::from(data),
-        };
-        let (raw, hash) = sign_eip1559(self.signer.as_ref(), key, unsigned)?;
-        let attempt = NewAttempt {
-            id: Uuid::now_v7(),
-            sweep_id,
+        let attempt = self.sign_plain(Plain {
+            key,
             sender: ctx.address,
+            sweep_id,
             nonce,
-            max_fee_per_gas: max_fee,
-            max_priority_fee_per_gas: tip,
-            gas_limit: gas,
+            gas,
+            max_fee,
+            tip,
+            to: token,
             value: U256::ZERO,
-            raw: raw.clone(),
-            hash,
+            input: data,
             purpose: "sweep",
-        };
+        })?;
         sweeps::insert_attempt(&tx, &self.chain.name, &attempt).await?;
         tx.commit().await.map_err(StoreError::from)?;
         slog::info!(self.log, "token transfer signed and stored";
-            "sweep_id" => %sweep_id, "tx_hash" => %hash, "amount" => %amount);
-        self.send(&Attempt {
-            id: attempt.id,
-            sweep_id,
-            raw,
-            hash: format!("{hash:#x}"),
-            state: "signed".into(),
-            block: None,
-            nonce,
-            max_fee_per_gas: max_fee,
-            max_priority_fee_per_gas: tip,
-            age: Duration::ZERO,
-            purpose: "sweep".into(),
-        })
-        .await
+            "sweep_id" => %sweep_id, "tx_hash" => %attempt.hash, "amount" => %amount);
+        self.send(&just_stored(attempt)).await
     }
 
     /// Stores one self-paid sweep of `p`'s address in one transaction: the sweep, its item
@@ -740,31 +754,20 @@ impl Sweeper {
             return Ok(false);
         }
         let nonce = sweeps::take_nonce(&tx, &self.chain.name, &p.address, on_chain).await?;
-        let unsigned = TxEip1559 {
-            chain_id: self.chain.chain_id,
-            nonce,
-            gas_limit: NATIVE_TRANSFER_GAS,
-            max_fee_per_gas: max_fee,
-            max_priority_fee_per_gas: tip,
-            to: TxKind::Call(treasury),
-            value,
-            access_list: Default::default(),
-            input: Bytes::new(),
-        };
-        let (raw, hash) = sign_eip1559(self.signer.as_ref(), key, unsigned)?;
-        let attempt = NewAttempt {
-            id: Uuid::now_v7(),
-            sweep_id: sweep.id,
+        let attempt = self.sign_plain(Plain {
+            key,
             sender: p.address,
+            sweep_id: sweep.id,
             nonce,
-            max_fee_per_gas: max_fee,
-            max_priority_fee_per_gas: tip,
-            gas_limit: NATIVE_TRANSFER_GAS,
+            gas: NATIVE_TRANSFER_GAS,
+            max_fee,
+            tip,
+            to: treasury,
             value,
-            raw,
-            hash,
+            input: Vec::new(),
             purpose: "sweep",
-        };
+        })?;
+        let hash = attempt.hash;
         sweeps::insert_attempt(&tx, &self.chain.name, &attempt).await?;
         tx.commit().await.map_err(StoreError::from)?;
         crash_point("sweep_committed");
@@ -856,31 +859,20 @@ impl Sweeper {
             account: sp.account_index,
             index: sp.derivation_index,
         };
-        let unsigned = TxEip1559 {
-            chain_id: self.chain.chain_id,
-            nonce: stuck.nonce,
-            gas_limit: NATIVE_TRANSFER_GAS,
-            max_fee_per_gas: max_fee,
-            max_priority_fee_per_gas: tip,
-            to: TxKind::Call(sp.treasury),
-            value,
-            access_list: Default::default(),
-            input: Bytes::new(),
-        };
-        let (raw, hash) = sign_eip1559(self.signer.as_ref(), key, unsigned)?;
-        let attempt = NewAttempt {
-            id: Uuid::now_v7(),
-            sweep_id: stuck.sweep_id,
+        let attempt = self.sign_plain(Plain {
+            key,
             sender: sp.address,
+            sweep_id: stuck.sweep_id,
             nonce: stuck.nonce,
-            max_fee_per_gas: max_fee,
-            max_priority_fee_per_gas: tip,
-            gas_limit: NATIVE_TRANSFER_GAS,
+            gas: NATIVE_TRANSFER_GAS,
+            max_fee,
+            tip,
+            to: sp.treasury,
             value,
-            raw: raw.clone(),
-            hash,
+            input: Vec::new(),
             purpose: "sweep",
-        };
+        })?;
+        let hash = attempt.hash;
         let mut client = self.store.client().await?;
         let tx = client.transaction().await.map_err(StoreError::from)?;
         sweeps::insert_replacement(&tx, &attempt).await?;
@@ -892,20 +884,7 @@ impl Sweeper {
         slog::warn!(self.log, "stuck sweep replaced with higher fees";
             "sweep_id" => %stuck.sweep_id, "old_tx_hash" => &stuck.hash, "tx_hash" => %hash,
             "nonce" => stuck.nonce, "max_fee_per_gas" => max_fee, "max_priority_fee_per_gas" => tip);
-        let stored = Attempt {
-            id: attempt.id,
-            sweep_id: attempt.sweep_id,
-            raw,
-            hash: format!("{hash:#x}"),
-            state: "signed".into(),
-            block: None,
-            nonce: attempt.nonce,
-            max_fee_per_gas: max_fee,
-            max_priority_fee_per_gas: tip,
-            age: Duration::ZERO,
-            purpose: "sweep".into(),
-        };
-        self.send(&stored).await
+        self.send(&just_stored(attempt)).await
     }
 
     async fn track(&self, a: &Attempt, head: u64) -> Result<Tracked, TickError> {

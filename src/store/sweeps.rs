@@ -284,27 +284,8 @@ pub async fn insert_attempt(
     chain: &str,
     a: &NewAttempt,
 ) -> Result<(), StoreError> {
+    insert_attempt_row(c, a).await?;
     let nonce = i64::try_from(a.nonce).map_err(|_| StoreError::Corrupt("sweep_attempts"))?;
-    let gas = i64::try_from(a.gas_limit).map_err(|_| StoreError::Corrupt("sweep_attempts"))?;
-    c.execute(
-        "INSERT INTO sweep_attempts (id, sweep_id, sender, nonce, max_fee_per_gas, \
-           max_priority_fee_per_gas, gas_limit, value_raw, raw_tx, tx_hash, state, purpose) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'signed', $11)",
-        &[
-            &a.id,
-            &a.sweep_id,
-            &lower_hex(&a.sender),
-            &nonce,
-            &U256::from(a.max_fee_per_gas),
-            &U256::from(a.max_priority_fee_per_gas),
-            &gas,
-            &a.value,
-            &a.raw,
-            &format!("{:#x}", a.hash),
-            &a.purpose,
-        ],
-    )
-    .await?;
     c.execute(
         "UPDATE sender_nonces SET next_nonce = GREATEST(next_nonce, $3::bigint + 1), updated_at = now() \
          WHERE chain = $1 AND address = $2",
@@ -568,28 +549,7 @@ pub async fn insert_replacement(c: &impl GenericClient, a: &NewAttempt) -> Resul
         &[&a.sweep_id, &a.purpose],
     )
     .await?;
-    let nonce = i64::try_from(a.nonce).map_err(|_| StoreError::Corrupt("sweep_attempts"))?;
-    let gas = i64::try_from(a.gas_limit).map_err(|_| StoreError::Corrupt("sweep_attempts"))?;
-    c.execute(
-        "INSERT INTO sweep_attempts (id, sweep_id, sender, nonce, max_fee_per_gas, \
-           max_priority_fee_per_gas, gas_limit, value_raw, raw_tx, tx_hash, state, purpose) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'signed', $11)",
-        &[
-            &a.id,
-            &a.sweep_id,
-            &lower_hex(&a.sender),
-            &nonce,
-            &U256::from(a.max_fee_per_gas),
-            &U256::from(a.max_priority_fee_per_gas),
-            &gas,
-            &a.value,
-            &a.raw,
-            &format!("{:#x}", a.hash),
-            &a.purpose,
-        ],
-    )
-    .await?;
-    Ok(())
+    insert_attempt_row(c, a).await
 }
 
 /// A payment's deposit address, as the audit sees it.
@@ -647,4 +607,30 @@ pub async fn requeue(c: &impl GenericClient, payment_id: Uuid) -> Result<bool, S
         )
         .await?;
     Ok(n > 0)
+}
+
+/// Writes one signed attempt, `signed`, with its raw bytes.
+async fn insert_attempt_row(c: &impl GenericClient, a: &NewAttempt) -> Result<(), StoreError> {
+    let nonce = i64::try_from(a.nonce).map_err(|_| StoreError::Corrupt("sweep_attempts"))?;
+    let gas = i64::try_from(a.gas_limit).map_err(|_| StoreError::Corrupt("sweep_attempts"))?;
+    c.execute(
+        "INSERT INTO sweep_attempts (id, sweep_id, sender, nonce, max_fee_per_gas, \
+           max_priority_fee_per_gas, gas_limit, value_raw, raw_tx, tx_hash, state, purpose) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'signed', $11)",
+        &[
+            &a.id,
+            &a.sweep_id,
+            &lower_hex(&a.sender),
+            &nonce,
+            &U256::from(a.max_fee_per_gas),
+            &U256::from(a.max_priority_fee_per_gas),
+            &gas,
+            &a.value,
+            &a.raw,
+            &format!("{:#x}", a.hash),
+            &a.purpose,
+        ],
+    )
+    .await?;
+    Ok(())
 }
