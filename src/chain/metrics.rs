@@ -61,6 +61,11 @@ crate::declare_metrics! {
         sweep_replacements: IntCounterVec = "sweep_replacements_total" ["chain"],
             "Stuck sweep transactions replaced with higher fees.",
             zero = cross(&[chains]);
+        gas_tank_runway: GaugeVec = "gas_tank_runway_sweeps" ["chain"],
+            "Sweep transactions the gas tank can still pay at its recent mean fee (NaN before any).";
+        gas_tank_nonce_drift: IntGaugeVec = "gas_tank_nonce_drift" ["chain"],
+            "The tank's next nonce in our records minus the chain's, with nothing in flight (0 when they agree).",
+            zero = cross(&[chains]);
         gas_tank_balance: GaugeVec = "gas_tank_balance_wei" ["chain"],
             "The gas tank's balance, in wei (it pays sweep gas for tokens).",
             zero = cross(&[chains]);

@@ -1013,6 +1013,26 @@ impl Sweeper {
             .oldest_unswept_age
             .with_label_values(&[chain])
             .set(oldest_unswept);
+        // Runway and drift: what the tank can still pay, and whether our nonce records agree
+        // with the chain (they may differ only while something is in flight).
+        let (ours, tank_in_flight, mean_fee) =
+            sweeps::tank_stats(&client, &self.chain.name, &tank).await?;
+        let wei = u128::try_from(balance).map_or(f64::MAX, |v| v as f64);
+        self.metrics
+            .gas_tank_runway
+            .with_label_values(&[chain])
+            .set(mean_fee.filter(|f| *f > 0.0).map_or(f64::NAN, |f| wei / f));
+        let drift = match ours {
+            Some(ours) if tank_in_flight == 0 => {
+                let mined = self.rpc.mined_nonce(tank).await?;
+                i64::try_from(ours).unwrap_or(i64::MAX) - i64::try_from(mined).unwrap_or(i64::MAX)
+            }
+            _ => 0,
+        };
+        self.metrics
+            .gas_tank_nonce_drift
+            .with_label_values(&[chain])
+            .set(drift);
         if let Some(status) = &self.status {
             let sweep = SweepStatus {
                 gas_tank_wei: Some(balance),

@@ -634,3 +634,34 @@ async fn insert_attempt_row(c: &impl GenericClient, a: &NewAttempt) -> Result<()
     .await?;
     Ok(())
 }
+
+/// What the gas tank's signals need on `chain`: our next nonce for it (`None` before its
+/// first transaction), how many of its attempts are in flight, and the mean worst-case fee
+/// of its last 50 confirmed transactions, in wei (`None` without history).
+pub async fn tank_stats(
+    c: &impl GenericClient,
+    chain: &str,
+    tank: &Address,
+) -> Result<(Option<u64>, i64, Option<f64>), StoreError> {
+    let tank = lower_hex(tank);
+    let row = c
+        .query_one(
+            "SELECT (SELECT next_nonce FROM sender_nonces WHERE chain = $1 AND address = $2), \
+               (SELECT count(*) FROM sweep_attempts a JOIN sweeps s ON s.id = a.sweep_id \
+                 WHERE s.chain = $1 AND a.sender = $2 AND s.state = 'in_flight' \
+                   AND a.state IN ('signed', 'broadcast', 'mined', 'replaced')), \
+               (SELECT avg(gas_limit * max_fee_per_gas)::float8 FROM ( \
+                  SELECT a.gas_limit, a.max_fee_per_gas FROM sweep_attempts a \
+                  JOIN sweeps s ON s.id = a.sweep_id \
+                  WHERE s.chain = $1 AND a.sender = $2 AND a.state = 'confirmed' \
+                  ORDER BY a.created_at DESC LIMIT 50) recent)",
+            &[&chain, &tank],
+        )
+        .await?;
+    let next: Option<i64> = row.get(0);
+    Ok((
+        next.map(|n| u64::try_from(n).unwrap_or(0)),
+        row.get(1),
+        row.get(2),
+    ))
+}

@@ -814,6 +814,15 @@ async fn three_token_payments_are_swept_in_one_eip7702_transaction_with_no_gas_o
     }
     hashes.dedup();
     assert_eq!(hashes.len(), 1, "one transaction for the three");
+    // The tank's records agree with the chain, and its runway is known now.
+    let text = h.app.metrics_text().await;
+    assert_eq!(
+        crate::helpers::metric(&text, "ctrip_gas_tank_nonce_drift{chain=\"devchain\"}"),
+        Some(0.0)
+    );
+    let runway = crate::helpers::metric(&text, "ctrip_gas_tank_runway_sweeps{chain=\"devchain\"}")
+        .expect("runway");
+    assert!(runway.is_finite() && runway > 1.0, "{runway}");
     let receipt = h
         .dev
         .rpc("eth_getTransactionReceipt", json!([hashes[0]]))
