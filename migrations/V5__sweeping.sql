@@ -83,3 +83,12 @@ CREATE INDEX payments_unswept_idx ON payments (chain)
 -- The gas tank signs from BIP-44 account 2147483647; no merchant may ever get it.
 ALTER TABLE merchants ADD CONSTRAINT merchants_account_below_gas_tank
     CHECK (account_index < 2147483647);
+
+-- A merchant's own treasury on a chain; without one, the chain's configured treasury.
+CREATE TABLE merchant_treasuries (
+    merchant_id uuid NOT NULL REFERENCES merchants (id),
+    chain       text NOT NULL,
+    address     text NOT NULL CHECK (address ~ '^0x[0-9a-f]{40}$'),
+    updated_at  timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (merchant_id, chain)
+);

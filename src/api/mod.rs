@@ -17,6 +17,7 @@ pub mod metrics;
 mod openapi;
 mod payments;
 pub mod server;
+mod treasuries;
 mod webhooks;
 
 use std::collections::HashMap;
@@ -445,6 +446,18 @@ async fn dispatch(state: &AppState, req: &ApiRequest) -> (&'static str, ApiResul
             Method::POST,
             webhooks::rotate_secret(state, req, id)
         ),
+        ["v1", "treasuries"] => only!("/v1/treasuries", Method::GET, treasuries::list(state, req)),
+        ["v1", "treasuries", chain] => match *m {
+            Method::PUT => (
+                "/v1/treasuries/{chain}",
+                treasuries::set(state, req, chain).await,
+            ),
+            Method::DELETE => (
+                "/v1/treasuries/{chain}",
+                treasuries::delete(state, req, chain).await,
+            ),
+            _ => ("/v1/treasuries/{chain}", Err(ApiError::MethodNotAllowed)),
+        },
         ["v1", "webhook-deliveries"] => only!(
             "/v1/webhook-deliveries",
             Method::GET,

@@ -42,6 +42,9 @@ impl Modify for BearerAuth {
         super::webhooks::rotate_secret,
         super::webhooks::list_deliveries,
         super::webhooks::redeliver,
+        super::treasuries::list,
+        super::treasuries::set,
+        super::treasuries::delete,
     ),
     modifiers(&BearerAuth)
 )]

@@ -62,7 +62,7 @@ crate::declare_metrics! {
             "Stuck sweep transactions replaced with higher fees.",
             zero = cross(&[chains]);
         gas_tank_runway: GaugeVec = "gas_tank_runway_sweeps" ["chain"],
-            "Sweep transactions the gas tank can still pay at its recent mean fee (NaN before any).";
+            "Sweep transactions the gas tank can still pay at its recent mean fee (at today's fee for a plain transfer before any).";
         gas_tank_nonce_drift: IntGaugeVec = "gas_tank_nonce_drift" ["chain"],
             "The tank's next nonce in our records minus the chain's, with nothing in flight (0 when they agree).",
             zero = cross(&[chains]);

@@ -271,12 +271,24 @@ impl Sweeper {
         let mut due = due;
         if !tokens.is_empty() {
             if self.eip7702().await? {
-                stored += self.plan_delegated(tokens, treasury, max_fee, tip).await?;
+                // One delegate per treasury: a batch goes to one treasury.
+                let mut groups: Vec<(Address, Vec<Sweepable>)> = Vec::new();
+                for p in tokens {
+                    let to = p.treasury.unwrap_or(treasury);
+                    match groups.iter_mut().find(|(t, _)| *t == to) {
+                        Some((_, g)) => g.push(p),
+                        None => groups.push((to, vec![p])),
+                    }
+                }
+                for (to, group) in groups {
+                    stored += self.plan_delegated(group, to, max_fee, tip).await?;
+                }
             } else {
                 due.extend(tokens);
             }
         }
         for p in due {
+            let treasury = p.treasury.unwrap_or(treasury);
             if let Some(token) = p.asset {
                 if self.plan_token(&p, token, treasury, max_fee, tip).await? {
                     stored += 1;
@@ -1018,10 +1030,19 @@ impl Sweeper {
         let (ours, tank_in_flight, mean_fee) =
             sweeps::tank_stats(&client, &self.chain.name, &tank).await?;
         let wei = u128::try_from(balance).map_or(f64::MAX, |v| v as f64);
+        // Without history, a seed (a plain transfer) at today's fee cap stands for a sweep,
+        // so an empty tank shows a runway of zero from the start.
+        let fee = match mean_fee.filter(|f| *f > 0.0) {
+            Some(f) => f,
+            None => {
+                let now = self.rpc.eip1559_fees().await?;
+                (NATIVE_TRANSFER_GAS as f64) * (now.max_fee_per_gas as f64)
+            }
+        };
         self.metrics
             .gas_tank_runway
             .with_label_values(&[chain])
-            .set(mean_fee.filter(|f| *f > 0.0).map_or(f64::NAN, |f| wei / f));
+            .set(if fee > 0.0 { wei / fee } else { f64::NAN });
         let drift = match ours {
             Some(ours) if tank_in_flight == 0 => {
                 let mined = self.rpc.mined_nonce(tank).await?;

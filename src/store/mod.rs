@@ -11,6 +11,7 @@ pub mod merchants;
 pub mod metrics;
 pub mod payments;
 pub mod sweeps;
+pub mod treasuries;
 pub mod webhooks;
 
 use std::str::FromStr;

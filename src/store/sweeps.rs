@@ -28,6 +28,8 @@ pub struct Sweepable {
     pub reason: Option<String>,
     /// How long ago the payment was confirmed.
     pub confirmed_for: std::time::Duration,
+    /// The merchant's own treasury on the chain, if it set one.
+    pub treasury: Option<Address>,
 }
 
 /// Closed payments on `chain` holding funds that are neither swept nor in an active
@@ -42,8 +44,9 @@ pub async fn sweepable(
         .prepare_cached(
             "SELECT p.id, p.address, m.account_index, p.derivation_index, p.settlement_reason, \
                COALESCE(EXTRACT(EPOCH FROM now() - COALESCE(p.confirmed_at, p.transitioned_at))::float8, 0), \
-               p.asset_contract \
+               p.asset_contract, mt.address \
              FROM payments p JOIN merchants m ON m.id = p.merchant_id \
+             LEFT JOIN merchant_treasuries mt ON mt.merchant_id = p.merchant_id AND mt.chain = p.chain \
              WHERE p.chain = $1 AND p.status IN ('confirmed', 'expired', 'canceled') \
                AND p.amount_received_raw > 0 AND p.settlement_status IN ('unswept', 'skipped') \
                AND NOT EXISTS (SELECT 1 FROM sweep_items i WHERE i.active AND i.chain = p.chain \
@@ -56,6 +59,7 @@ pub async fn sweepable(
     rows.iter()
         .map(|r| {
             let contract: Option<String> = r.get(6);
+            let own: Option<String> = r.get(7);
             let address: String = r.get(1);
             let account: i32 = r.get(2);
             let index: i32 = r.get(3);
@@ -73,6 +77,12 @@ pub async fn sweepable(
                     .map_err(|_| StoreError::Corrupt("payments"))?,
                 reason: r.get(4),
                 confirmed_for: std::time::Duration::from_secs_f64(r.get::<_, f64>(5).max(0.0)),
+                treasury: own
+                    .map(|a| {
+                        a.parse()
+                            .map_err(|_| StoreError::Corrupt("merchant_treasuries"))
+                    })
+                    .transpose()?,
             })
         })
         .collect()

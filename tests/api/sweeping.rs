@@ -538,6 +538,11 @@ async fn an_empty_gas_tank_makes_no_attempt_and_fails_nothing_and_a_refill_resum
         crate::helpers::metric(&text, "ctrip_gas_tank_balance_wei{chain=\"devchain\"}"),
         Some(0.0)
     );
+    // A runway of zero: what CtripGasTankRunwayLow alerts on.
+    assert_eq!(
+        crate::helpers::metric(&text, "ctrip_gas_tank_runway_sweeps{chain=\"devchain\"}"),
+        Some(0.0)
+    );
 
     let tank = gas_tank(&h).await;
     h.dev
@@ -914,4 +919,78 @@ async fn the_audit_finds_funds_left_on_any_issued_address_and_requeues_them() {
     s.tick_once().await.expect("tick");
     assert_eq!(h.get(&p).await["settlement"]["status"], "swept");
     assert_eq!(attempts(&h).await.len(), 2);
+}
+
+#[tokio::test]
+async fn a_merchant_sets_its_own_treasury_and_its_sweeps_go_there() {
+    let mut h = swept_harness(|_| {}).await;
+    let own: Address = "0x000000000000000000000000000000000000cafE"
+        .parse()
+        .expect("address");
+    let put = |body: Value, chain: &str| {
+        h.app
+            .client
+            .put(h.app.url(&format!("/v1/treasuries/{chain}")))
+            .bearer_auth(&h.app.api_key)
+            .json(&body)
+            .send()
+    };
+    let e = crate::helpers::expect_error(
+        put(json!({"address": "0x12"}), "devchain")
+            .await
+            .expect("put"),
+        400,
+        "invalid_request",
+    )
+    .await;
+    assert_eq!(e["param"], "address");
+    let e = crate::helpers::expect_error(
+        put(json!({"address": Address::ZERO}), "devchain")
+            .await
+            .expect("put"),
+        400,
+        "invalid_request",
+    )
+    .await;
+    assert_eq!(e["param"], "address");
+    crate::helpers::expect_error(
+        put(json!({"address": own}), "nochain").await.expect("put"),
+        404,
+        "not_found",
+    )
+    .await;
+    let r = put(json!({"address": own}), "devchain").await.expect("put");
+    assert_eq!(r.status(), 200);
+    let t: Value = r.json().await.expect("json");
+    assert_eq!(t["source"], "merchant");
+    assert_eq!(t["address"], own.to_checksum(None));
+    let list: Value = h
+        .app
+        .get("/v1/treasuries")
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(list["data"][0]["address"], own.to_checksum(None));
+
+    let p = confirmed_native(&mut h, "1", pow10(18)).await;
+    let mut s = sweeper(&h);
+    s.tick_once().await.expect("tick");
+    s.tick_once().await.expect("tick");
+    assert_eq!(h.get(&p).await["settlement"]["status"], "swept");
+    assert!(balance(&h, own).await > pow10(17) * U256::from(9u64));
+    assert_eq!(balance(&h, treasury()).await, U256::ZERO);
+
+    // Back to the chain's treasury.
+    let r = h
+        .app
+        .client
+        .delete(h.app.url("/v1/treasuries/devchain"))
+        .bearer_auth(&h.app.api_key)
+        .send()
+        .await
+        .expect("delete");
+    let t: Value = r.json().await.expect("json");
+    assert_eq!(t["source"], "chain");
+    assert_eq!(t["address"], treasury().to_checksum(None));
 }

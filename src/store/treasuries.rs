@@ -1,0 +1,63 @@
+//! Merchants' own treasuries, per chain.
+
+use alloy::primitives::Address;
+use deadpool_postgres::GenericClient;
+use uuid::Uuid;
+
+use super::payments::lower_hex;
+use super::StoreError;
+
+/// Sets (or replaces) a merchant's treasury on `chain`.
+pub async fn set(
+    c: &impl GenericClient,
+    merchant_id: Uuid,
+    chain: &str,
+    address: &Address,
+) -> Result<(), StoreError> {
+    c.execute(
+        "INSERT INTO merchant_treasuries (merchant_id, chain, address) VALUES ($1, $2, $3) \
+         ON CONFLICT (merchant_id, chain) DO UPDATE SET address = EXCLUDED.address, updated_at = now()",
+        &[&merchant_id, &chain, &lower_hex(address)],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Removes a merchant's treasury on `chain`; `false` when there was none.
+pub async fn delete(
+    c: &impl GenericClient,
+    merchant_id: Uuid,
+    chain: &str,
+) -> Result<bool, StoreError> {
+    let n = c
+        .execute(
+            "DELETE FROM merchant_treasuries WHERE merchant_id = $1 AND chain = $2",
+            &[&merchant_id, &chain],
+        )
+        .await?;
+    Ok(n > 0)
+}
+
+/// A merchant's treasuries by chain.
+pub async fn list(
+    c: &impl GenericClient,
+    merchant_id: Uuid,
+) -> Result<Vec<(String, Address)>, StoreError> {
+    let rows = c
+        .query(
+            "SELECT chain, address FROM merchant_treasuries WHERE merchant_id = $1 ORDER BY chain",
+            &[&merchant_id],
+        )
+        .await?;
+    rows.iter()
+        .map(|r| {
+            let address: String = r.get(1);
+            Ok((
+                r.get(0),
+                address
+                    .parse()
+                    .map_err(|_| StoreError::Corrupt("merchant_treasuries"))?,
+            ))
+        })
+        .collect()
+}
