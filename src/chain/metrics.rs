@@ -1,6 +1,6 @@
 //! Chain metrics, one struct shared by the chain components.
 
-use prometheus::{GaugeVec, HistogramVec, IntCounterVec, IntGaugeVec, Registry};
+use prometheus::{CounterVec, GaugeVec, HistogramVec, IntCounterVec, IntGaugeVec, Registry};
 
 use crate::telemetry::metrics::{cross, MetricsError};
 
@@ -58,6 +58,17 @@ crate::declare_metrics! {
         oldest_unswept_age: GaugeVec = "unswept_oldest_age_seconds" ["chain"],
             "How long the oldest unswept confirmed payment has been confirmed (0 when none).",
             zero = cross(&[chains]);
+        sweep_latency: HistogramVec = "sweep_latency_seconds" ["chain"],
+            "Time from a payment's confirmation (or close) to its funds' sweep being confirmed.",
+            buckets = vec![1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 3600.0, 14400.0, 86400.0, 604800.0];
+        sweep_fees: CounterVec = "sweep_fees_wei_total" ["chain", "strategy"],
+            "Fees paid by sweep transactions (seeds and deployments included), in wei.",
+            zero = cross(&[chains, &["self_paid", "seeded", "delegated"]]);
+        sweep_drops: IntCounterVec = "sweep_drops_total" ["chain"],
+            "Sweep transactions no node knew any more, sent again from their stored bytes.",
+            zero = cross(&[chains]);
+        unswept_value: GaugeVec = "unswept_value" ["chain", "asset"],
+            "Funds of closed payments not swept yet, by asset (native or token symbol), in raw units.";
         sweep_replacements: IntCounterVec = "sweep_replacements_total" ["chain"],
             "Stuck sweep transactions replaced with higher fees.",
             zero = cross(&[chains]);

@@ -630,6 +630,13 @@ impl ChainRpc {
             .await
     }
 
+    /// Whether any node still knows the transaction `hash` (pooled or mined).
+    pub async fn knows(&self, hash: B256) -> Result<bool, RpcError> {
+        let tx: Option<serde_json::Value> =
+            self.request("eth_getTransactionByHash", (hash,), 0).await?;
+        Ok(tx.is_some())
+    }
+
     /// The receipt of `hash`, once mined.
     pub async fn receipt(&self, hash: B256) -> Result<Option<TransactionReceipt>, RpcError> {
         self.request("eth_getTransactionReceipt", (hash,), 0).await

@@ -917,6 +917,13 @@ impl Sweeper {
             if a.state == "mined" {
                 slog::warn!(self.log, "sweep transaction left the canonical chain; sending it again";
                     "sweep_id" => %a.sweep_id, "tx_hash" => &a.hash);
+            } else if a.state == "broadcast" && !self.rpc.knows(hash).await? {
+                slog::warn!(self.log, "sweep transaction dropped by the nodes; sending it again";
+                    "sweep_id" => %a.sweep_id, "tx_hash" => &a.hash);
+                self.metrics
+                    .sweep_drops
+                    .with_label_values(&[self.chain.name.as_str()])
+                    .inc();
             }
             self.send(a).await?;
             return Ok(Tracked::Waiting);
@@ -945,6 +952,14 @@ impl Sweeper {
                 .inc();
             return Ok(Tracked::Mined);
         }
+        let fee = (receipt.gas_used as f64) * (receipt.effective_gas_price as f64);
+        let client = self.store.client().await?;
+        let strategy = sweeps::strategy(&client, a.sweep_id).await?;
+        drop(client);
+        self.metrics
+            .sweep_fees
+            .with_label_values(&[self.chain.name.as_str(), strategy.as_str()])
+            .inc_by(fee);
         if a.purpose == "seed" {
             let client = self.store.client().await?;
             sweeps::seed_confirmed(&client, a.id).await?;
@@ -961,6 +976,13 @@ impl Sweeper {
             .with_label_values(&[self.chain.name.as_str(), "succeeded"])
             .inc();
         for p in &settled {
+            if let Some(since) = p.confirmed_at.or(p.history.last().map(|h| h.at)) {
+                let secs = (chrono::Utc::now() - since).num_milliseconds() as f64 / 1000.0;
+                self.metrics
+                    .sweep_latency
+                    .with_label_values(&[self.chain.name.as_str()])
+                    .observe(secs.max(0.0));
+            }
             slog::info!(self.log, "payment swept";
                 "payment_id" => %p.id, "sweep_id" => %a.sweep_id, "tx_hash" => &a.hash);
         }
@@ -1025,6 +1047,30 @@ impl Sweeper {
             .oldest_unswept_age
             .with_label_values(&[chain])
             .set(oldest_unswept);
+        let native = self.chain.native_symbol.as_str();
+        let mut values: Vec<(&str, f64)> = std::iter::once((native, 0.0))
+            .chain(self.chain.tokens.iter().map(|t| (t.symbol.as_str(), 0.0)))
+            .collect();
+        for (asset, value) in sweeps::unswept_value(&client, &self.chain.name).await? {
+            let symbol = match asset {
+                None => Some(native),
+                Some(a) => self
+                    .chain
+                    .tokens
+                    .iter()
+                    .find(|t| t.address == a)
+                    .map(|t| t.symbol.as_str()),
+            };
+            if let Some(v) = values.iter_mut().find(|(s, _)| Some(*s) == symbol) {
+                v.1 = value;
+            }
+        }
+        for (asset, value) in values {
+            self.metrics
+                .unswept_value
+                .with_label_values(&[chain, asset])
+                .set(value);
+        }
         // Runway and drift: what the tank can still pay, and whether our nonce records agree
         // with the chain (they may differ only while something is in flight).
         let (ours, tank_in_flight, mean_fee) =

@@ -675,3 +675,38 @@ pub async fn tank_stats(
         row.get(2),
     ))
 }
+
+/// Funds of closed payments on `chain` not swept yet, by token (`None`: native), raw units.
+pub async fn unswept_value(
+    c: &impl GenericClient,
+    chain: &str,
+) -> Result<Vec<(Option<Address>, f64)>, StoreError> {
+    let rows = c
+        .query(
+            "SELECT asset_contract, sum(amount_received_raw)::float8 FROM payments \
+             WHERE chain = $1 AND status IN ('confirmed', 'expired', 'canceled') \
+               AND amount_received_raw > 0 AND settlement_status IN ('unswept', 'skipped', 'sweeping') \
+             GROUP BY asset_contract",
+            &[&chain],
+        )
+        .await?;
+    rows.iter()
+        .map(|r| {
+            let asset: Option<String> = r.get(0);
+            Ok((
+                asset
+                    .map(|a| a.parse().map_err(|_| StoreError::Corrupt("payments")))
+                    .transpose()?,
+                r.get(1),
+            ))
+        })
+        .collect()
+}
+
+/// The strategy of a sweep.
+pub async fn strategy(c: &impl GenericClient, sweep_id: Uuid) -> Result<String, StoreError> {
+    let row = c
+        .query_one("SELECT strategy FROM sweeps WHERE id = $1", &[&sweep_id])
+        .await?;
+    Ok(row.get(0))
+}

@@ -8,8 +8,8 @@
 
 use prometheus::core::Collector;
 use prometheus::{
-    Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
-    IntGauge, IntGaugeVec, Opts, TextEncoder,
+    CounterVec, Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter,
+    IntCounterVec, IntGauge, IntGaugeVec, Opts, TextEncoder,
 };
 
 pub use prometheus::Registry;
@@ -95,6 +95,12 @@ metric!(
     IntCounterVec,
     "counter",
     |n, h, l, b| IntCounterVec::new(Opts::new(n, h), l),
+    _created
+);
+metric!(
+    CounterVec,
+    "counter",
+    |n, h, l, b| CounterVec::new(Opts::new(n, h), l),
     _created
 );
 metric!(

@@ -141,6 +141,28 @@ async fn a_native_payment_is_swept_self_paid_leaving_only_fee_change_and_is_anno
     s.tick_once().await.expect("tick");
     assert_eq!(attempts(&h).await.len(), 1);
     assert_eq!(nonce(&h, deposit).await, 1);
+    // What it cost and how long it took are reported.
+    let text = h.app.metrics_text().await;
+    let fees = crate::helpers::metric(
+        &text,
+        "ctrip_sweep_fees_wei_total{chain=\"devchain\",strategy=\"self_paid\"}",
+    )
+    .expect("fees");
+    assert!(fees > 0.0 && fees < 21_000.0 * 500e9, "{fees}");
+    assert_eq!(
+        crate::helpers::metric(
+            &text,
+            "ctrip_sweep_latency_seconds_count{chain=\"devchain\"}"
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        crate::helpers::metric(
+            &text,
+            "ctrip_unswept_value{asset=\"ETH\",chain=\"devchain\"}"
+        ),
+        Some(0.0)
+    );
 }
 
 #[tokio::test]
@@ -235,6 +257,14 @@ async fn dust_waits_with_its_reason_and_is_swept_once_fees_fall() {
         "{g}"
     );
     assert!(attempts(&h).await.is_empty());
+    let text = h.app.metrics_text().await;
+    assert_eq!(
+        crate::helpers::metric(
+            &text,
+            "ctrip_unswept_value{asset=\"ETH\",chain=\"devchain\"}"
+        ),
+        Some(1e16)
+    );
 
     // Fees fall: the same funds are now worth sweeping.
     h.dev
@@ -368,6 +398,11 @@ async fn a_dropped_sweep_is_sent_again_from_its_stored_bytes() {
     assert_eq!(done[0].0, sent[0].0);
     assert_eq!(done[0].2, "confirmed");
     assert_eq!(h.get(&p).await["settlement"]["status"], "swept");
+    let text = h.app.metrics_text().await;
+    assert_eq!(
+        crate::helpers::metric(&text, "ctrip_sweep_drops_total{chain=\"devchain\"}"),
+        Some(1.0)
+    );
 }
 
 #[tokio::test]
