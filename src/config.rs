@@ -782,6 +782,21 @@ pub struct SweepSettings {
     /// EIP-7702, which is probed once), `on` or `off` (seeding instead).
     #[serde(default)]
     pub eip7702: Eip7702Mode,
+    /// The L1 data fee an OP-stack chain adds to every transaction: `op` asks the
+    /// `GasPriceOracle` predeploy for its upper bound; `none` (default) for other chains.
+    #[serde(default)]
+    pub l1_fee: L1FeeMode,
+}
+
+/// Whether transactions pay an L1 data fee on top of gas.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum L1FeeMode {
+    /// No L1 fee (L1 chains, and L2s whose gas estimate includes it).
+    #[default]
+    None,
+    /// OP-stack: `GasPriceOracle.getL1FeeUpperBound` at `0x420…000F`.
+    Op,
 }
 
 /// Whether token sweeps use EIP-7702.
@@ -805,6 +820,7 @@ impl Default for SweepSettings {
             max_fee_per_gas_wei: default_max_fee_per_gas(),
             bump_after: None,
             eip7702: Eip7702Mode::Auto,
+            l1_fee: L1FeeMode::None,
         }
     }
 }

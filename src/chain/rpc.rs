@@ -584,6 +584,13 @@ impl ChainRpc {
         Ok(eip1559_default_estimator(next_base, &rewards))
     }
 
+    /// The result of calling `to` with `data` at the latest block.
+    pub async fn call(&self, to: Address, data: Vec<u8>) -> Result<Bytes, RpcError> {
+        let call = serde_json::json!({"to": to, "data": Bytes::from(data)});
+        self.request("eth_call", (call, BlockNumberOrTag::Latest), 0)
+            .await
+    }
+
     /// The code at `address` (empty for an account without code).
     pub async fn code(&self, address: Address) -> Result<Bytes, RpcError> {
         self.request("eth_getCode", (address, BlockNumberOrTag::Latest), 0)

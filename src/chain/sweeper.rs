@@ -25,7 +25,7 @@ use super::metrics::ChainMetrics;
 use super::rpc::ChainRpc;
 use super::status::{ChainStatusRegistry, SweepStatus};
 use super::TickError;
-use crate::config::{ChainSettings, Eip7702Mode};
+use crate::config::{ChainSettings, Eip7702Mode, L1FeeMode};
 use crate::store::sweeps::{self, Attempt, NewAttempt, NewSweep, Sweepable};
 use crate::store::{Store, StoreError};
 use crate::wallet::{KeyRef, Signer, WalletError};
@@ -44,7 +44,16 @@ const DELEGATED_BATCH: usize = 20;
 alloy::sol! {
     /// `SweepDelegate.sweepMany`.
     function sweepMany(address[] deposits, address[] tokens);
+    /// The OP-stack `GasPriceOracle`'s bound on a transaction's L1 data fee.
+    function getL1FeeUpperBound(uint256 size) returns (uint256);
 }
+
+/// The OP-stack `GasPriceOracle` predeploy.
+pub const GAS_PRICE_ORACLE: Address = address!("420000000000000000000000000000000000000F");
+
+/// Bytes of a signed EIP-1559 transaction besides its calldata (an upper bound), for the
+/// L1 data fee.
+const TX_OVERHEAD_BYTES: usize = 120;
 
 /// The delegate's creation code for `treasury` (the constructor argument appended).
 pub fn delegate_initcode(treasury: Address) -> Vec<u8> {
@@ -264,7 +273,8 @@ impl Sweeper {
         let cap = u128::from(self.chain.sweep.max_fee_per_gas_wei);
         let max_fee = fees.max_fee_per_gas.min(cap);
         let tip = fees.max_priority_fee_per_gas.min(max_fee);
-        let fee = U256::from(NATIVE_TRANSFER_GAS) * U256::from(max_fee);
+        let fee = U256::from(NATIVE_TRANSFER_GAS) * U256::from(max_fee)
+            + self.l1_fee(TX_OVERHEAD_BYTES).await?;
         let mut stored = 0;
         let (tokens, due): (Vec<Sweepable>, Vec<Sweepable>) =
             due.into_iter().partition(|p| p.asset.is_some());
@@ -419,7 +429,8 @@ impl Sweeper {
         }
         let gas = self.rpc.estimate(call).await?;
         let gas = gas.saturating_add(gas / 10);
-        let need = U256::from(gas) * U256::from(max_fee);
+        let size = TX_OVERHEAD_BYTES + input.len() + 110 * auths.len();
+        let need = U256::from(gas) * U256::from(max_fee) + self.l1_fee(size).await?;
         if self.rpc.balance(tank).await? < need {
             for (p, _, _) in &batch {
                 self.defer(
@@ -567,6 +578,23 @@ impl Sweeper {
         Ok(Some(1))
     }
 
+    /// The L1 data fee a transaction of `size` bytes may pay on top of gas (0 off OP-stack
+    /// chains).
+    async fn l1_fee(&self, size: usize) -> Result<U256, TickError> {
+        if self.chain.sweep.l1_fee == L1FeeMode::None {
+            return Ok(U256::ZERO);
+        }
+        let data = getL1FeeUpperBoundCall {
+            size: U256::from(size),
+        }
+        .abi_encode();
+        let out = self.rpc.call(GAS_PRICE_ORACLE, data).await?;
+        if out.len() < 32 {
+            return Err(super::RpcError::Decode.into());
+        }
+        Ok(U256::from_be_slice(&out[..32]))
+    }
+
     /// Marks `p` as waiting, with the reason (counted and logged once per new reason).
     async fn defer(&self, p: &Sweepable, reason: &str) -> Result<(), TickError> {
         if p.reason.as_deref() == Some(reason) {
@@ -614,11 +642,13 @@ impl Sweeper {
         let gas = self
             .transfer_gas(p.address, token, &transfer_call(treasury, amount))
             .await?;
-        let need = U256::from(gas) * U256::from(max_fee);
+        let transfer_size = TX_OVERHEAD_BYTES + 68;
+        let need = U256::from(gas) * U256::from(max_fee) + self.l1_fee(transfer_size).await?;
         let held = self.rpc.balance(p.address).await?;
         let seed = need.saturating_sub(held);
         let tank = self.signer.address(KeyRef::GasTank)?;
-        let seed_fee = U256::from(NATIVE_TRANSFER_GAS) * U256::from(max_fee);
+        let seed_fee = U256::from(NATIVE_TRANSFER_GAS) * U256::from(max_fee)
+            + self.l1_fee(TX_OVERHEAD_BYTES).await?;
         if !seed.is_zero() {
             let tank_balance = self.rpc.balance(tank).await?;
             if tank_balance < seed + seed_fee {
@@ -695,7 +725,9 @@ impl Sweeper {
         let now = self.rpc.eip1559_fees().await?;
         // Fees may have risen since the seed: offer what the address can pay.
         let held = self.rpc.balance(ctx.address).await?;
-        let affordable = u128::try_from(held / U256::from(gas.max(1))).unwrap_or(u128::MAX);
+        let l1 = self.l1_fee(TX_OVERHEAD_BYTES + data.len()).await?;
+        let affordable =
+            u128::try_from(held.saturating_sub(l1) / U256::from(gas.max(1))).unwrap_or(u128::MAX);
         let max_fee = now
             .max_fee_per_gas
             .min(u128::from(self.chain.sweep.max_fee_per_gas_wei))
@@ -862,7 +894,8 @@ impl Sweeper {
             return Ok(());
         };
         let balance = self.rpc.balance(sp.address).await?;
-        let reserve = U256::from(NATIVE_TRANSFER_GAS) * U256::from(max_fee);
+        let reserve = U256::from(NATIVE_TRANSFER_GAS) * U256::from(max_fee)
+            + self.l1_fee(TX_OVERHEAD_BYTES).await?;
         if balance <= reserve {
             return Ok(());
         }

@@ -1029,3 +1029,30 @@ async fn a_merchant_sets_its_own_treasury_and_its_sweeps_go_there() {
     assert_eq!(t["source"], "chain");
     assert_eq!(t["address"], treasury().to_checksum(None));
 }
+
+#[tokio::test]
+async fn on_an_op_stack_chain_the_l1_data_fee_is_reserved_too() {
+    let mut h = swept_harness(|c| c.sweep.l1_fee = ctrip::config::L1FeeMode::Op).await;
+    // anvil has no GasPriceOracle: a stand-in that charges 0.001 ETH per transaction.
+    let oracle = include_str!("../../contracts/MockGasPriceOracle.bin").trim();
+    h.dev
+        .rpc(
+            "anvil_setCode",
+            json!([
+                "0x420000000000000000000000000000000000000F",
+                format!("0x{oracle}")
+            ]),
+        )
+        .await
+        .expect("oracle");
+    let paid = pow10(18);
+    let p = confirmed_native(&mut h, "1", paid).await;
+    let mut s = sweeper(&h);
+    s.tick_once().await.expect("tick");
+    s.tick_once().await.expect("tick");
+    assert_eq!(h.get(&p).await["settlement"]["status"], "swept");
+    // The reserve covers gas and the L1 fee; anvil charges no L1 fee, so it stays behind.
+    let left = balance(&h, address_of(&p)).await;
+    assert!(left >= pow10(15), "{left}");
+    assert!(balance(&h, treasury()).await <= paid - pow10(15));
+}
