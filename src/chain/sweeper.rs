@@ -172,6 +172,8 @@ fn just_stored(a: NewAttempt) -> Attempt {
         max_priority_fee_per_gas: a.max_priority_fee_per_gas,
         age: Duration::ZERO,
         purpose: a.purpose.into(),
+        value: a.value,
+        gas_limit: a.gas_limit,
     }
 }
 
@@ -877,10 +879,6 @@ impl Sweeper {
             return Ok(());
         };
         drop(client);
-        if sp.strategy != "self_paid" || stuck.purpose != "sweep" {
-            // Replacing seeds and token transfers is not built yet; they are re-sent.
-            return Ok(());
-        }
         let cap = u128::from(self.chain.sweep.max_fee_per_gas_wei);
         let now = self.rpc.eip1559_fees().await?;
         let Some((max_fee, tip)) = bumped_fees(
@@ -893,30 +891,67 @@ impl Sweeper {
                 "sweep_id" => %stuck.sweep_id, "tx_hash" => &stuck.hash);
             return Ok(());
         };
-        let balance = self.rpc.balance(sp.address).await?;
-        let reserve = U256::from(NATIVE_TRANSFER_GAS) * U256::from(max_fee)
-            + self.l1_fee(TX_OVERHEAD_BYTES).await?;
-        if balance <= reserve {
-            return Ok(());
-        }
-        let value = balance - reserve;
-        let key = KeyRef::Deposit {
+        let deposit = KeyRef::Deposit {
             account: sp.account_index,
             index: sp.derivation_index,
         };
-        let attempt = self.sign_plain(Plain {
-            key,
+        let base = Plain {
+            key: deposit,
             sender: sp.address,
             sweep_id: stuck.sweep_id,
             nonce: stuck.nonce,
-            gas: NATIVE_TRANSFER_GAS,
+            gas: stuck.gas_limit,
             max_fee,
             tip,
             to: sp.treasury,
-            value,
+            value: U256::ZERO,
             input: Vec::new(),
             purpose: "sweep",
-        })?;
+        };
+        let plain = match (sp.strategy.as_str(), stuck.purpose.as_str(), sp.asset) {
+            // Native, self-paid: the larger fee reserve lowers the value sent.
+            ("self_paid", "sweep", _) => {
+                let balance = self.rpc.balance(sp.address).await?;
+                let reserve = U256::from(NATIVE_TRANSFER_GAS) * U256::from(max_fee)
+                    + self.l1_fee(TX_OVERHEAD_BYTES).await?;
+                if balance <= reserve {
+                    return Ok(());
+                }
+                Plain {
+                    value: balance - reserve,
+                    ..base
+                }
+            }
+            // A seed from the tank: the same value to the deposit address.
+            ("seeded", "seed", _) => Plain {
+                key: KeyRef::GasTank,
+                sender: self.signer.address(KeyRef::GasTank)?,
+                to: sp.address,
+                value: stuck.value,
+                purpose: "seed",
+                ..base
+            },
+            // A token transfer paid by its seed: the same transfer, if the seed covers the
+            // higher fee (otherwise it is re-sent as it is).
+            ("seeded", "sweep", Some(token)) => {
+                let amount = self.rpc.token_balance(token, sp.address).await?;
+                let data = transfer_call(sp.treasury, amount);
+                let held = self.rpc.balance(sp.address).await?;
+                let need = U256::from(stuck.gas_limit) * U256::from(max_fee)
+                    + self.l1_fee(TX_OVERHEAD_BYTES + data.len()).await?;
+                if held < need {
+                    return Ok(());
+                }
+                Plain {
+                    to: token,
+                    input: data,
+                    ..base
+                }
+            }
+            // Delegated batches and deployments are re-sent, not replaced.
+            _ => return Ok(()),
+        };
+        let attempt = self.sign_plain(plain)?;
         let hash = attempt.hash;
         let mut client = self.store.client().await?;
         let tx = client.transaction().await.map_err(StoreError::from)?;

@@ -329,8 +329,12 @@ pub struct Attempt {
     pub max_priority_fee_per_gas: u128,
     /// How long ago it was signed.
     pub age: std::time::Duration,
-    /// `sweep` or `seed`.
+    /// `sweep`, `seed` or `deploy`.
     pub purpose: String,
+    /// Value sent.
+    pub value: U256,
+    /// Gas limit.
+    pub gas_limit: u64,
 }
 
 /// The live attempts of `chain`'s in-flight sweeps, oldest sweep first.
@@ -339,7 +343,7 @@ pub async fn in_flight(c: &impl GenericClient, chain: &str) -> Result<Vec<Attemp
         .prepare_cached(
             "SELECT a.id, a.sweep_id, a.raw_tx, a.tx_hash, a.state, a.block_number, a.block_hash, \
                a.nonce, a.max_fee_per_gas, a.max_priority_fee_per_gas, \
-               EXTRACT(EPOCH FROM now() - a.created_at)::float8, a.purpose \
+               EXTRACT(EPOCH FROM now() - a.created_at)::float8, a.purpose, a.value_raw, a.gas_limit \
              FROM sweep_attempts a JOIN sweeps s ON s.id = a.sweep_id \
              WHERE s.chain = $1 AND s.state = 'in_flight' \
                AND (a.state IN ('signed', 'broadcast', 'mined', 'replaced') \
@@ -362,6 +366,8 @@ pub async fn in_flight(c: &impl GenericClient, chain: &str) -> Result<Vec<Attemp
                 max_priority_fee_per_gas: u128::try_from(tip).map_err(|_| corrupt())?,
                 age: std::time::Duration::from_secs_f64(r.get::<_, f64>(10).max(0.0)),
                 purpose: r.get(11),
+                value: r.get(12),
+                gas_limit: u64::try_from(r.get::<_, i64>(13)).map_err(|_| corrupt())?,
                 id: r.get(0),
                 sweep_id: r.get(1),
                 raw: r.get(2),

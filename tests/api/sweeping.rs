@@ -1056,3 +1056,72 @@ async fn on_an_op_stack_chain_the_l1_data_fee_is_reserved_too() {
     assert!(left >= pow10(15), "{left}");
     assert!(balance(&h, treasury()).await <= paid - pow10(15));
 }
+
+#[tokio::test]
+async fn a_stuck_seed_is_replaced_with_higher_fees_and_the_sweep_completes() {
+    let anvil = Anvil::start_with(None, &["--hardfork".into(), "cancun".into()])
+        .await
+        .expect("anvil");
+    let url = anvil.url();
+    let mut h = harness_on(anvil, vec![url], |c| {
+        c.treasury = Some(treasury());
+        c.confirmations = 1;
+    })
+    .await;
+    let p = confirmed_token(&mut h).await;
+    let tank = gas_tank(&h).await;
+    h.dev
+        .set_balance(&tank.to_checksum(None), pow10(18))
+        .await
+        .expect("fund the tank");
+    h.dev
+        .rpc("evm_setAutomine", json!([false]))
+        .await
+        .expect("automine off");
+    let mut s = sweeper(&h);
+    s.tick_once().await.expect("tick");
+    assert_eq!(
+        purposes(&h).await,
+        vec![("seed".to_string(), "broadcast".to_string())]
+    );
+    let c = h.app.store.client().await.expect("db");
+    c.execute(
+        "UPDATE sweep_attempts SET created_at = now() - interval '1 hour'",
+        &[],
+    )
+    .await
+    .expect("age");
+    s.tick_once().await.expect("tick");
+    assert_eq!(
+        purposes(&h).await,
+        vec![
+            ("seed".to_string(), "replaced".to_string()),
+            ("seed".to_string(), "broadcast".to_string())
+        ]
+    );
+    let fees = c
+        .query(
+            "SELECT max_fee_per_gas::text, max_priority_fee_per_gas::text, nonce FROM sweep_attempts ORDER BY created_at",
+            &[],
+        )
+        .await
+        .expect("fees");
+    let num = |r: &tokio_postgres::Row, i: usize| -> u128 {
+        r.get::<_, String>(i).parse().expect("number")
+    };
+    assert!(num(&fees[1], 0) * 8 >= num(&fees[0], 0) * 9);
+    assert!(num(&fees[1], 1) * 8 >= num(&fees[0], 1) * 9);
+    assert_eq!(fees[0].get::<_, i64>(2), fees[1].get::<_, i64>(2));
+    drop(c);
+    // The replacement lands; the transfer follows and lands too.
+    for _ in 0..3 {
+        h.dev.mine(1).await.expect("mine");
+        s.tick_once().await.expect("tick");
+    }
+    let g = h.get(&p).await;
+    assert_eq!(g["settlement"]["status"], "swept", "{g}");
+    assert_eq!(
+        token_balance(&h, crate::helpers::TKN, treasury()).await,
+        pow10(21)
+    );
+}
