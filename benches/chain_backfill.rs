@@ -150,6 +150,7 @@ async fn bench() {
             symbol: "DEMO".into(),
             address: token,
             decimals: 18,
+            min_sweep_raw: None,
         }],
         sweep: Default::default(),
     };

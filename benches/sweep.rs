@@ -77,6 +77,7 @@ async fn run(label: &str, hardfork: &str, n: usize) {
             symbol: "DEMO".into(),
             address: token,
             decimals: 18,
+            min_sweep_raw: None,
         }],
         sweep: Default::default(),
     };

@@ -352,6 +352,7 @@ async fn dev(config: Option<&Path>, port: u16) -> anyhow::Result<()> {
                 symbol: "DEMO".into(),
                 address: token,
                 decimals: 18,
+                min_sweep_raw: None,
             }],
             sweep: Default::default(),
         });

@@ -874,6 +874,14 @@ pub struct TokenSettings {
     pub address: Address,
     /// ERC-20 decimals.
     pub decimals: u8,
+    /// Token funds below this many raw units wait for more (tokens have no price here, so
+    /// the fee rule cannot judge them), unless older than the chain's sweep `max_age`.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "parse_opt_text"
+    )]
+    pub min_sweep_raw: Option<alloy::primitives::U256>,
 }
 
 fn serialize_db_url<S: Serializer>(url: &Secret, s: S) -> Result<S::Ok, S::Error> {

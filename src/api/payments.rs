@@ -515,6 +515,7 @@ mod tests {
                 symbol: "USDC".into(),
                 address: alloy::primitives::address!("A0b86991c6218b36c1d19D4a2e9Eb0cE3606eB48"),
                 decimals: 6,
+                min_sweep_raw: None,
             }],
             sweep: Default::default(),
         };

@@ -397,6 +397,9 @@ impl Sweeper {
                     .await?;
                 continue;
             }
+            if self.token_dust(&p, token, amount).await? {
+                continue;
+            }
             if !delegates_to(&self.rpc.code(p.address).await?, delegate) {
                 let key = KeyRef::Deposit {
                     account: p.account_index,
@@ -597,6 +600,33 @@ impl Sweeper {
         Ok(U256::from_be_slice(&out[..32]))
     }
 
+    /// Whether `amount` of `token` is below its configured minimum (and not old enough to
+    /// go anyway); then `p` waits, with the reason.
+    async fn token_dust(
+        &self,
+        p: &Sweepable,
+        token: Address,
+        amount: U256,
+    ) -> Result<bool, TickError> {
+        let min = self
+            .chain
+            .tokens
+            .iter()
+            .find(|t| t.address == token)
+            .and_then(|t| t.min_sweep_raw);
+        match min {
+            Some(min) if amount < min && p.confirmed_for < self.chain.sweep.max_age => {
+                self.defer(
+                    p,
+                    &format!("dust: {amount} raw units, below the token's min_sweep_raw {min}"),
+                )
+                .await?;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
     /// Marks `p` as waiting, with the reason (counted and logged once per new reason).
     async fn defer(&self, p: &Sweepable, reason: &str) -> Result<(), TickError> {
         if p.reason.as_deref() == Some(reason) {
@@ -639,6 +669,9 @@ impl Sweeper {
         if amount.is_zero() {
             self.defer(p, "nothing to sweep: the address holds none of the token")
                 .await?;
+            return Ok(false);
+        }
+        if self.token_dust(p, token, amount).await? {
             return Ok(false);
         }
         let gas = self

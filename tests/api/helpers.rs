@@ -41,11 +41,13 @@ pub fn test_chain(name: &str, chain_id: u64, rpc: &str) -> ChainSettings {
                 symbol: "TKN".into(),
                 address: TKN.parse().unwrap(),
                 decimals: 18,
+                min_sweep_raw: None,
             },
             TokenSettings {
                 symbol: "USDC".into(),
                 address: USDC.parse().unwrap(),
                 decimals: 6,
+                min_sweep_raw: None,
             },
         ],
         sweep: Default::default(),

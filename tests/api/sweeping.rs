@@ -1125,3 +1125,31 @@ async fn a_stuck_seed_is_replaced_with_higher_fees_and_the_sweep_completes() {
         pow10(21)
     );
 }
+
+#[tokio::test]
+async fn token_funds_below_the_token_minimum_wait_with_their_reason() {
+    let mut h = swept_harness(|c| {
+        c.tokens[0].min_sweep_raw = Some(pow10(21) * U256::from(2u64));
+    })
+    .await;
+    let p = confirmed_token(&mut h).await;
+    let tank = gas_tank(&h).await;
+    h.dev
+        .set_balance(&tank.to_checksum(None), pow10(18))
+        .await
+        .expect("fund the tank");
+    let mut s = sweeper(&h);
+    // (The first tick deploys the EIP-7702 delegate; the next ones judge the funds.)
+    for _ in 0..3 {
+        s.tick_once().await.expect("tick");
+    }
+    let g = h.get(&p).await;
+    assert_eq!(g["settlement"]["status"], "skipped", "{g}");
+    assert!(g["settlement"]["reason"]
+        .as_str()
+        .is_some_and(|r| r.contains("min_sweep_raw")));
+    assert!(!purposes(&h)
+        .await
+        .iter()
+        .any(|(purpose, _)| purpose == "sweep"));
+}
