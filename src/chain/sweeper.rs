@@ -205,6 +205,91 @@ pub fn sign_eip1559(
 }
 
 impl Sweeper {
+    /// Signs a delegated batch from the gas tank: a type-4 transaction carrying `auths`, or,
+    /// when every address is delegated already, a plain EIP-1559 call to the delegate (a
+    /// type-4 transaction must carry an authorization).
+    #[allow(clippy::too_many_arguments)]
+    fn sign_delegated(
+        &self,
+        sweep_id: Uuid,
+        nonce: u64,
+        gas: u64,
+        max_fee: u128,
+        tip: u128,
+        delegate: Address,
+        input: Vec<u8>,
+        auths: Vec<SignedAuthorization>,
+    ) -> Result<NewAttempt, WalletError> {
+        let tank = self.signer.address(KeyRef::GasTank)?;
+        if auths.is_empty() {
+            return self.sign_plain(Plain {
+                key: KeyRef::GasTank,
+                sender: tank,
+                sweep_id,
+                nonce,
+                gas,
+                max_fee,
+                tip,
+                to: delegate,
+                value: U256::ZERO,
+                input,
+                purpose: "sweep",
+            });
+        }
+        let unsigned = TxEip7702 {
+            chain_id: self.chain.chain_id,
+            nonce,
+            gas_limit: gas,
+            max_fee_per_gas: max_fee,
+            max_priority_fee_per_gas: tip,
+            to: delegate,
+            value: U256::ZERO,
+            access_list: Default::default(),
+            authorization_list: auths,
+            input: Bytes::from(input),
+        };
+        let sig = self
+            .signer
+            .sign_hash(KeyRef::GasTank, &unsigned.signature_hash())?;
+        let signed = unsigned.into_signed(sig);
+        let hash = *signed.hash();
+        Ok(NewAttempt {
+            id: Uuid::now_v7(),
+            sweep_id,
+            sender: tank,
+            nonce,
+            max_fee_per_gas: max_fee,
+            max_priority_fee_per_gas: tip,
+            gas_limit: gas,
+            value: U256::ZERO,
+            raw: TxEnvelope::from(signed).encoded_2718(),
+            hash,
+            purpose: "sweep",
+        })
+    }
+
+    /// The authorizations a batch over `deposits` needs: one for each address not yet
+    /// delegated to `delegate`, at its current nonce.
+    async fn authorizations(
+        &self,
+        deposits: &[(Address, KeyRef)],
+        delegate: Address,
+    ) -> Result<Vec<SignedAuthorization>, TickError> {
+        let mut auths = Vec::new();
+        for (address, key) in deposits {
+            if delegates_to(&self.rpc.code(*address).await?, delegate) {
+                continue;
+            }
+            let auth = Authorization {
+                chain_id: U256::from(self.chain.chain_id),
+                address: delegate,
+                nonce: self.rpc.mined_nonce(*address).await?,
+            };
+            auths.push(self.sign_authorization(*key, auth)?);
+        }
+        Ok(auths)
+    }
+
     /// Signs `t` and gives the attempt to store.
     fn sign_plain(&self, t: Plain) -> Result<NewAttempt, WalletError> {
         let unsigned = TxEip1559 {
@@ -469,60 +554,15 @@ impl Sweeper {
             return Ok(0);
         }
         let nonce = sweeps::take_nonce(&tx, &self.chain.name, &tank, tank_nonce).await?;
-        // A type-4 transaction must carry an authorization; when every address is
-        // delegated already, a plain EIP-1559 call to the delegate does the same.
-        let (raw, hash) = if auths.is_empty() {
-            let unsigned = TxEip1559 {
-                chain_id: self.chain.chain_id,
-                nonce,
-                gas_limit: gas,
-                max_fee_per_gas: max_fee,
-                max_priority_fee_per_gas: tip,
-                to: TxKind::Call(delegate),
-                value: U256::ZERO,
-                access_list: Default::default(),
-                input: Bytes::from(input),
-            };
-            sign_eip1559(self.signer.as_ref(), KeyRef::GasTank, unsigned)?
-        } else {
-            let unsigned = TxEip7702 {
-                chain_id: self.chain.chain_id,
-                nonce,
-                gas_limit: gas,
-                max_fee_per_gas: max_fee,
-                max_priority_fee_per_gas: tip,
-                to: delegate,
-                value: U256::ZERO,
-                access_list: Default::default(),
-                authorization_list: auths.clone(),
-                input: Bytes::from(input),
-            };
-            let sig = self
-                .signer
-                .sign_hash(KeyRef::GasTank, &unsigned.signature_hash())?;
-            let signed = unsigned.into_signed(sig);
-            let hash = *signed.hash();
-            (TxEnvelope::from(signed).encoded_2718(), hash)
-        };
-        let attempt = NewAttempt {
-            id: Uuid::now_v7(),
-            sweep_id: id,
-            sender: tank,
-            nonce,
-            max_fee_per_gas: max_fee,
-            max_priority_fee_per_gas: tip,
-            gas_limit: gas,
-            value: U256::ZERO,
-            raw,
-            hash,
-            purpose: "sweep",
-        };
+        let n_auths = auths.len();
+        let attempt = self.sign_delegated(id, nonce, gas, max_fee, tip, delegate, input, auths)?;
+        let hash = attempt.hash;
         sweeps::insert_attempt(&tx, &self.chain.name, &attempt).await?;
         tx.commit().await.map_err(StoreError::from)?;
         crash_point("sweep_committed");
         slog::info!(self.log, "delegated token sweep signed and stored";
             "sweep_id" => %id, "tx_hash" => %hash, "addresses" => items.len(),
-            "authorizations" => auths.len());
+            "authorizations" => n_auths);
         Ok(1)
     }
 
@@ -981,10 +1021,69 @@ impl Sweeper {
                     ..base
                 }
             }
-            // Delegated batches and deployments are re-sent, not replaced.
+            // The delegate's deployment: the same call to the CREATE2 deployer.
+            ("delegated", "deploy", _) => {
+                let mut input = B256::ZERO.to_vec();
+                input.extend_from_slice(&delegate_initcode(sp.treasury));
+                Plain {
+                    key: KeyRef::GasTank,
+                    sender: self.signer.address(KeyRef::GasTank)?,
+                    to: CREATE2_DEPLOYER,
+                    input,
+                    purpose: "deploy",
+                    ..base
+                }
+            }
+            // A delegated batch: the same call over the same addresses, with the
+            // authorizations still needed (re-signed: the deposits' nonces have not moved).
+            ("delegated", "sweep", _) => {
+                let client = self.store.client().await?;
+                let members = sweeps::batch_members(&client, stuck.sweep_id).await?;
+                drop(client);
+                let delegate = delegate_address(sp.treasury);
+                let keys: Vec<(Address, KeyRef)> = members
+                    .iter()
+                    .map(|(a, _, account, index)| {
+                        (
+                            *a,
+                            KeyRef::Deposit {
+                                account: *account,
+                                index: *index,
+                            },
+                        )
+                    })
+                    .collect();
+                let auths = self.authorizations(&keys, delegate).await?;
+                let mut tokens: Vec<Address> = members.iter().filter_map(|m| m.1).collect();
+                tokens.sort();
+                tokens.dedup();
+                let deposits = members.iter().map(|m| m.0).collect();
+                let input = sweepManyCall { deposits, tokens }.abi_encode();
+                let attempt = self.sign_delegated(
+                    stuck.sweep_id,
+                    stuck.nonce,
+                    stuck.gas_limit,
+                    max_fee,
+                    tip,
+                    delegate,
+                    input,
+                    auths,
+                )?;
+                return self.store_replacement(stuck, attempt).await;
+            }
             _ => return Ok(()),
         };
         let attempt = self.sign_plain(plain)?;
+        self.store_replacement(stuck, attempt).await
+    }
+
+    /// Stores a replacement of `stuck` (marking it replaced) and sends it.
+    async fn store_replacement(
+        &self,
+        stuck: &Attempt,
+        attempt: NewAttempt,
+    ) -> Result<(), TickError> {
+        let (max_fee, tip) = (attempt.max_fee_per_gas, attempt.max_priority_fee_per_gas);
         let hash = attempt.hash;
         let mut client = self.store.client().await?;
         let tx = client.transaction().await.map_err(StoreError::from)?;

@@ -716,3 +716,33 @@ pub async fn strategy(c: &impl GenericClient, sweep_id: Uuid) -> Result<String, 
         .await?;
     Ok(row.get(0))
 }
+
+/// The deposit addresses of a batched sweep with their tokens and keys (account, index).
+pub async fn batch_members(
+    c: &impl GenericClient,
+    sweep_id: Uuid,
+) -> Result<Vec<(Address, Option<Address>, u32, u32)>, StoreError> {
+    let rows = c
+        .query(
+            "SELECT p.address, p.asset_contract, m.account_index, p.derivation_index \
+             FROM sweep_payments sp JOIN payments p ON p.id = sp.payment_id \
+             JOIN merchants m ON m.id = p.merchant_id WHERE sp.sweep_id = $1 ORDER BY p.id",
+            &[&sweep_id],
+        )
+        .await?;
+    rows.iter()
+        .map(|r| {
+            let corrupt = || StoreError::Corrupt("sweep_payments");
+            let address: String = r.get(0);
+            let token: Option<String> = r.get(1);
+            Ok((
+                address.parse().map_err(|_| corrupt())?,
+                token
+                    .map(|t| t.parse().map_err(|_| corrupt()))
+                    .transpose()?,
+                u32::try_from(r.get::<_, i32>(2)).map_err(|_| corrupt())?,
+                u32::try_from(r.get::<_, i32>(3)).map_err(|_| corrupt())?,
+            ))
+        })
+        .collect()
+}

@@ -1153,3 +1153,74 @@ async fn token_funds_below_the_token_minimum_wait_with_their_reason() {
         .iter()
         .any(|(purpose, _)| purpose == "sweep"));
 }
+
+#[tokio::test]
+async fn a_stuck_eip7702_batch_is_replaced_with_higher_fees_and_lands() {
+    let anvil = Anvil::start_with(None, &["--hardfork".into(), "prague".into()])
+        .await
+        .expect("anvil");
+    let url = anvil.url();
+    let mut h = harness_on(anvil, vec![url], |c| {
+        c.treasury = Some(treasury());
+        c.confirmations = 1;
+    })
+    .await;
+    let tank = gas_tank(&h).await;
+    h.dev
+        .set_balance(&tank.to_checksum(None), pow10(18))
+        .await
+        .expect("fund the tank");
+    let ps = vec![paid_token(&mut h).await, paid_token(&mut h).await];
+    let mut s = sweeper(&h);
+    // The delegate is deployed with automine on; then blocks stop, and the batch is sent.
+    s.tick_once().await.expect("tick");
+    h.dev
+        .rpc("evm_setAutomine", json!([false]))
+        .await
+        .expect("automine off");
+    s.tick_once().await.expect("tick");
+    let batch = |h: &Harness| {
+        let store = h.app.store.clone();
+        async move {
+            let c = store.client().await.expect("db");
+            c.query(
+                "SELECT state FROM sweep_attempts WHERE purpose = 'sweep' ORDER BY created_at",
+                &[],
+            )
+            .await
+            .expect("attempts")
+            .iter()
+            .map(|r| r.get::<_, String>(0))
+            .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(batch(&h).await, vec!["broadcast".to_string()]);
+    let c = h.app.store.client().await.expect("db");
+    c.execute(
+        "UPDATE sweep_attempts SET created_at = now() - interval '1 hour' WHERE purpose = 'sweep'",
+        &[],
+    )
+    .await
+    .expect("age");
+    drop(c);
+    s.tick_once().await.expect("tick");
+    assert_eq!(
+        batch(&h).await,
+        vec!["replaced".to_string(), "broadcast".to_string()]
+    );
+    h.dev.mine(1).await.expect("mine");
+    s.tick_once().await.expect("tick");
+    for p in &ps {
+        let g = h.get(p).await;
+        assert_eq!(g["settlement"]["status"], "swept", "{g}");
+        assert_eq!(balance(&h, address_of(p)).await, U256::ZERO);
+    }
+    assert_eq!(
+        batch(&h).await,
+        vec!["replaced".to_string(), "confirmed".to_string()]
+    );
+    assert_eq!(
+        token_balance(&h, crate::helpers::TKN, treasury()).await,
+        pow10(21) * U256::from(2u64)
+    );
+}
