@@ -446,6 +446,28 @@ async fn token_balance(h: &Harness, token: &str, who: Address) -> U256 {
     U256::from_str_radix(v.as_str().expect("hex").trim_start_matches("0x"), 16).expect("hex")
 }
 
+/// A harness on an anvil of `hardfork`, sweeping to [`TREASURY`].
+async fn hardfork_harness(hardfork: &str, confirmations: u32) -> Harness {
+    let anvil = Anvil::start_with(None, &["--hardfork".into(), hardfork.into()])
+        .await
+        .expect("anvil");
+    let url = anvil.url();
+    harness_on(anvil, vec![url], |c| {
+        c.treasury = Some(treasury());
+        c.confirmations = confirmations;
+    })
+    .await
+}
+
+/// Gives the gas tank 1 ETH.
+async fn fund_tank(h: &Harness) {
+    let tank = gas_tank(h).await;
+    h.dev
+        .set_balance(&tank.to_checksum(None), pow10(18))
+        .await
+        .expect("fund the tank");
+}
+
 async fn gas_tank(h: &Harness) -> Address {
     ctrip::wallet::Signer::address(h.app.state.wallet.as_ref(), ctrip::wallet::KeyRef::GasTank)
         .expect("tank")
@@ -489,22 +511,10 @@ async fn purposes(h: &Harness) -> Vec<(String, String)> {
 #[tokio::test]
 async fn on_a_chain_without_eip7702_a_token_payment_is_swept_by_seeding_and_the_transfer_waits_for_the_seed(
 ) {
-    let anvil = Anvil::start_with(None, &["--hardfork".into(), "cancun".into()])
-        .await
-        .expect("anvil");
-    let url = anvil.url();
-    let mut h = harness_on(anvil, vec![url], |c| {
-        c.treasury = Some(treasury());
-        c.confirmations = 2;
-    })
-    .await;
+    let mut h = hardfork_harness("cancun", 2).await;
     let p = confirmed_token(&mut h).await;
     let deposit = address_of(&p);
-    let tank = gas_tank(&h).await;
-    h.dev
-        .set_balance(&tank.to_checksum(None), pow10(18))
-        .await
-        .expect("fund the tank");
+    fund_tank(&h).await;
 
     let mut s = sweeper(&h);
     s.tick_once().await.expect("tick");
@@ -801,20 +811,8 @@ async fn paid_token(h: &mut Harness) -> Value {
 
 #[tokio::test]
 async fn three_token_payments_are_swept_in_one_eip7702_transaction_with_no_gas_on_the_deposits() {
-    let anvil = Anvil::start_with(None, &["--hardfork".into(), "prague".into()])
-        .await
-        .expect("anvil");
-    let url = anvil.url();
-    let mut h = harness_on(anvil, vec![url], |c| {
-        c.treasury = Some(treasury());
-        c.confirmations = 1;
-    })
-    .await;
-    let tank = gas_tank(&h).await;
-    h.dev
-        .set_balance(&tank.to_checksum(None), pow10(18))
-        .await
-        .expect("fund the tank");
+    let mut h = hardfork_harness("prague", 1).await;
+    fund_tank(&h).await;
     let mut ps = Vec::new();
     for _ in 0..3 {
         ps.push(paid_token(&mut h).await);
@@ -1059,21 +1057,9 @@ async fn on_an_op_stack_chain_the_l1_data_fee_is_reserved_too() {
 
 #[tokio::test]
 async fn a_stuck_seed_is_replaced_with_higher_fees_and_the_sweep_completes() {
-    let anvil = Anvil::start_with(None, &["--hardfork".into(), "cancun".into()])
-        .await
-        .expect("anvil");
-    let url = anvil.url();
-    let mut h = harness_on(anvil, vec![url], |c| {
-        c.treasury = Some(treasury());
-        c.confirmations = 1;
-    })
-    .await;
+    let mut h = hardfork_harness("cancun", 1).await;
     let p = confirmed_token(&mut h).await;
-    let tank = gas_tank(&h).await;
-    h.dev
-        .set_balance(&tank.to_checksum(None), pow10(18))
-        .await
-        .expect("fund the tank");
+    fund_tank(&h).await;
     h.dev
         .rpc("evm_setAutomine", json!([false]))
         .await
@@ -1133,11 +1119,7 @@ async fn token_funds_below_the_token_minimum_wait_with_their_reason() {
     })
     .await;
     let p = confirmed_token(&mut h).await;
-    let tank = gas_tank(&h).await;
-    h.dev
-        .set_balance(&tank.to_checksum(None), pow10(18))
-        .await
-        .expect("fund the tank");
+    fund_tank(&h).await;
     let mut s = sweeper(&h);
     // (The first tick deploys the EIP-7702 delegate; the next ones judge the funds.)
     for _ in 0..3 {
@@ -1156,20 +1138,8 @@ async fn token_funds_below_the_token_minimum_wait_with_their_reason() {
 
 #[tokio::test]
 async fn a_stuck_eip7702_batch_is_replaced_with_higher_fees_and_lands() {
-    let anvil = Anvil::start_with(None, &["--hardfork".into(), "prague".into()])
-        .await
-        .expect("anvil");
-    let url = anvil.url();
-    let mut h = harness_on(anvil, vec![url], |c| {
-        c.treasury = Some(treasury());
-        c.confirmations = 1;
-    })
-    .await;
-    let tank = gas_tank(&h).await;
-    h.dev
-        .set_balance(&tank.to_checksum(None), pow10(18))
-        .await
-        .expect("fund the tank");
+    let mut h = hardfork_harness("prague", 1).await;
+    fund_tank(&h).await;
     let ps = vec![paid_token(&mut h).await, paid_token(&mut h).await];
     let mut s = sweeper(&h);
     // The delegate is deployed with automine on; then blocks stop, and the batch is sent.
