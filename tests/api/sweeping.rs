@@ -813,6 +813,9 @@ async fn paid_token(h: &mut Harness) -> Value {
 async fn three_token_payments_are_swept_in_one_eip7702_transaction_with_no_gas_on_the_deposits() {
     let mut h = hardfork_harness("prague", 1).await;
     fund_tank(&h).await;
+    // A real merchant endpoint, to see payment.swept arrive.
+    let rx = crate::webhooks::Receiver::start(Duration::ZERO).await;
+    crate::webhooks::create_endpoint(&h.app, json!({"url": rx.url})).await;
     let mut ps = Vec::new();
     for _ in 0..3 {
         ps.push(paid_token(&mut h).await);
@@ -852,6 +855,27 @@ async fn three_token_payments_are_swept_in_one_eip7702_transaction_with_no_gas_o
     }
     hashes.dedup();
     assert_eq!(hashes.len(), 1, "one transaction for the three");
+    let mut d = crate::webhooks::dispatcher(&h.app);
+    for _ in 0..4 {
+        d.dispatch_once().await.expect("dispatch");
+    }
+    let mut swept: Vec<String> = rx
+        .received()
+        .iter()
+        .map(|r| r.json())
+        .filter(|e| e["type"] == "payment.swept")
+        .map(|e| e["data"]["id"].as_str().unwrap_or("").to_string())
+        .collect();
+    swept.sort();
+    let mut ids: Vec<String> = ps
+        .iter()
+        .map(|p| p["id"].as_str().expect("id").to_string())
+        .collect();
+    ids.sort();
+    assert_eq!(
+        swept, ids,
+        "the endpoint received payment.swept for each payment"
+    );
     // The tank's records agree with the chain, and its runway is known now.
     let text = h.app.metrics_text().await;
     assert_eq!(

@@ -105,7 +105,7 @@ impl Received {
     fn id(&self) -> String {
         self.h("webhook-id")
     }
-    fn json(&self) -> Value {
+    pub(crate) fn json(&self) -> Value {
         serde_json::from_slice(&self.body).unwrap_or(Value::Null)
     }
     fn verifies_with(&self, secret: &str) -> bool {
