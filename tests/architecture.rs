@@ -332,3 +332,38 @@ fn the_readme_metrics_table_matches_the_declarations() {
         );
     }
 }
+
+#[test]
+fn every_alert_has_a_runbook_section() {
+    let rules =
+        std::fs::read_to_string(root().join("config/prometheus/alerts.yml")).expect("alerts.yml");
+    let runbook = std::fs::read_to_string(root().join("docs/runbook.md")).expect("runbook");
+    let mut alerts = 0;
+    let mut current: Option<String> = None;
+    for line in rules.lines() {
+        let line = line.trim();
+        if let Some(name) = line.strip_prefix("- alert: ") {
+            if let Some(previous) = current.take() {
+                panic!("alert {previous} has no runbook_url annotation");
+            }
+            current = Some(name.trim().to_string());
+            alerts += 1;
+        } else if let Some(url) = line.strip_prefix("runbook_url: ") {
+            let name = current.take().expect("runbook_url after an alert");
+            assert_eq!(
+                url.trim_matches('"'),
+                format!("docs/runbook.md#{}", name.to_lowercase()),
+                "{name}"
+            );
+            assert!(
+                runbook.contains(&format!("\n## {name}\n")),
+                "docs/runbook.md has no section for {name}"
+            );
+        }
+    }
+    assert!(
+        current.is_none(),
+        "the last alert has no runbook_url annotation"
+    );
+    assert!(alerts > 0);
+}
