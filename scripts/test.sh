@@ -12,9 +12,9 @@ psql "$CTRIP_TEST_DATABASE_URL" -Atqc \
   "SELECT format('DROP DATABASE IF EXISTS %I;', datname) FROM pg_database WHERE datname LIKE 'ctrip_test_%'" \
   | psql "$CTRIP_TEST_DATABASE_URL" -q >/dev/null 2>&1 || true
 
-if [ -f config/prometheus/alerts_test.yml ]; then
-  promtool test rules config/prometheus/alerts_test.yml
-fi
+for rules_test in config/prometheus/alerts_test.yml config/prometheus/slo_test.yml; do
+  promtool test rules "$rules_test"
+done
 
 # The API fuzzed from its own OpenAPI document (bounded in time; CTRIP_SCHEMATHESIS=0 skips).
 if [ "${CTRIP_SCHEMATHESIS:-1}" = "1" ]; then

@@ -335,8 +335,11 @@ fn the_readme_metrics_table_matches_the_declarations() {
 
 #[test]
 fn every_alert_has_a_runbook_section() {
-    let rules =
-        std::fs::read_to_string(root().join("config/prometheus/alerts.yml")).expect("alerts.yml");
+    let rules = ["alerts.yml", "slo.yml"]
+        .iter()
+        .map(|f| std::fs::read_to_string(root().join("config/prometheus").join(f)).expect(f))
+        .collect::<Vec<_>>()
+        .join("\n");
     let runbook = std::fs::read_to_string(root().join("docs/runbook.md")).expect("runbook");
     let mut alerts = 0;
     let mut current: Option<String> = None;
