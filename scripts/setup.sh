@@ -2,7 +2,9 @@
 # Installs what the gateway's dev run and test suite need, only where it is missing:
 #   - PostgreSQL server binaries (Debian package postgresql) and a server for the tests,
 #   - anvil (npm package @foundry-rs/anvil, pinned in package-lock.json),
-#   - promtool (Debian package prometheus) for the alert-rule tests,
+#   - promtool, Prometheus and Alertmanager (Debian packages prometheus and
+#     prometheus-alertmanager) for the alert-rule tests and the end-to-end alert test,
+#   - opentelemetry-proto (PyPI, in .tools/venv) to decode exported spans in the tests,
 #   - curl, Node.js/npm, cargo-nextest when absent.
 # Prints the test database URL on its last line as: CTRIP_TEST_DATABASE_URL=...
 set -euo pipefail
@@ -49,6 +51,27 @@ fi
 if [ ! -x node_modules/.bin/anvil ]; then
   log "installing anvil from npm"
   npm ci --no-audit --no-fund --loglevel=error >&2
+fi
+
+# --- Python tools for the tests (.tools/venv): the OTLP decoder the tracing tests use -------
+if [ ! -x .tools/venv/bin/python ] || ! .tools/venv/bin/python -c 'import opentelemetry.proto' 2>/dev/null; then
+  log "installing opentelemetry-proto into .tools/venv (PyPI)"
+  if ! python3 -m venv .tools/venv >&2 2>/dev/null; then
+    apt_install python3 python3-venv
+    rm -rf .tools/venv
+    python3 -m venv .tools/venv >&2
+  fi
+  .tools/venv/bin/pip install -q "opentelemetry-proto>=1.27,<2" >&2
+fi
+
+# --- Prometheus and Alertmanager servers for the end-to-end alert test ----------------
+if [ "${CTRIP_SETUP_PROMTOOL:-1}" = "1" ]; then
+  alert_need=()
+  [ -x /usr/bin/prometheus ] || alert_need+=(prometheus)
+  [ -x /usr/bin/prometheus-alertmanager ] || alert_need+=(prometheus-alertmanager)
+  if [ ${#alert_need[@]} -gt 0 ]; then
+    apt_install "${alert_need[@]}"
+  fi
 fi
 
 # --- a PostgreSQL server for the tests --------------------------------------------------

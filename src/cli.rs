@@ -69,6 +69,24 @@ enum Command {
         #[command(subcommand)]
         command: SweepCommand,
     },
+    /// Operator views of one payment.
+    Payment {
+        #[command(subcommand)]
+        command: PaymentCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum PaymentCommand {
+    /// Print the payment's transitions, transfers, events, delivery attempts and sweeps in
+    /// time order, each with its trace id.
+    Timeline {
+        /// Payment id.
+        id: Uuid,
+        /// Print the JSON the admin endpoint returns instead of one line per step.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -207,7 +225,34 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Sweep {
             command: SweepCommand::Audit { chain, sweep },
         } => sweep_audit(config, &chain, sweep).await,
+        Command::Payment {
+            command: PaymentCommand::Timeline { id, json },
+        } => payment_timeline(config, id, json).await,
     }
+}
+
+/// Prints a payment's timeline: `at  kind  trace_id  detail`, one step a line.
+async fn payment_timeline(config: Option<&Path>, id: Uuid, json: bool) -> anyhow::Result<()> {
+    let store = connect(config).await?;
+    let client = store.client().await?;
+    let steps = crate::store::timeline::timeline(&client, id)
+        .await?
+        .with_context(|| format!("no payment {id}"))?;
+    let timeline = crate::api::admin::timeline_object(id, steps);
+    if json {
+        println!("{}", serde_json::to_string_pretty(&timeline)?);
+        return Ok(());
+    }
+    for s in &timeline.steps {
+        println!(
+            "{}  {:<16}  {:<32}  {}",
+            s.at,
+            s.kind,
+            s.trace_id.as_deref().unwrap_or("-"),
+            s.detail
+        );
+    }
+    Ok(())
 }
 
 /// Prints every issued address holding funds on `chain`; with `sweep`, requeues the

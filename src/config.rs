@@ -332,6 +332,30 @@ pub struct DatabaseSettings {
     /// How long opening a connection may take.
     #[serde(rename = "connect_timeout_ms", with = "duration::ms")]
     pub connect_timeout: Duration,
+    /// How long a request may wait for a free pooled connection before it fails as
+    /// unavailable (counted in `ctrip_db_pool_timeouts_total{kind="wait"}`).
+    #[serde(
+        rename = "pool_wait_timeout_ms",
+        with = "duration::ms",
+        default = "default_pool_wait"
+    )]
+    pub pool_wait_timeout: Duration,
+    /// A statement slower than this writes a `slow_query` warning (its name, never its
+    /// parameters).
+    #[serde(
+        rename = "slow_query_ms",
+        with = "duration::ms",
+        default = "default_slow_query"
+    )]
+    pub slow_query: Duration,
+}
+
+fn default_pool_wait() -> Duration {
+    Duration::from_secs(5)
+}
+
+fn default_slow_query() -> Duration {
+    Duration::from_millis(500)
 }
 
 /// `[wallet]`
@@ -397,6 +421,10 @@ pub struct WebhookSettings {
     pub allowed_ports: PortPolicy,
     /// Webhook endpoints one merchant may have (deleted ones do not count).
     pub max_endpoints_per_merchant: u32,
+    /// Whether deliveries carry a W3C `traceparent` naming the attempt's span (the
+    /// signature covers the id, timestamp and body only, so it is unaffected).
+    #[serde(default = "default_true")]
+    pub traceparent: bool,
     /// An explicit HTTP(S) proxy for deliveries. Unset: no proxy, whatever `HTTP_PROXY` and
     /// `HTTPS_PROXY` say (a proxy resolves names itself, out of the SSRF guard's sight).
     #[serde(
@@ -481,6 +509,46 @@ pub struct TelemetrySettings {
     /// `off`).
     #[serde(default = "default_access_log_level")]
     pub access_log_level: AccessLogLevel,
+    /// Where spans go, as OTLP/HTTP protobuf (`http://collector:4318`; `/v1/traces` is
+    /// added to a bare host). Unset: no span is recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub otlp_endpoint: Option<url::Url>,
+    /// The share of new traces recorded (a caller's sampled flag is honoured under
+    /// `inbound_trace = "parent"`).
+    #[serde(default = "default_sample_ratio")]
+    pub trace_sample_ratio: f64,
+    /// What an incoming `traceparent` on the HTTP API does.
+    #[serde(default)]
+    pub inbound_trace: InboundTrace,
+    /// The deployment's name in Sentry events and span resources.
+    #[serde(default = "default_environment")]
+    pub environment: String,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+fn default_sample_ratio() -> f64 {
+    1.0
+}
+
+fn default_environment() -> String {
+    "production".into()
+}
+
+/// What an incoming W3C `traceparent` on the public API does.
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum InboundTrace {
+    /// A new trace, linked to the caller's: a client cannot choose our trace ids or
+    /// sampling, yet the two traces stay connected.
+    #[default]
+    Link,
+    /// The request's span is a child of the caller's (for trusted callers only).
+    Parent,
+    /// The caller's context is dropped.
+    Ignore,
 }
 
 fn default_access_log_level() -> AccessLogLevel {
@@ -839,6 +907,13 @@ fn default_max_fee_per_gas() -> u64 {
 }
 
 impl ChainSettings {
+    /// How long a payment may take from its first detection to confirmation and still
+    /// count as on time: the confirmations at the nominal block time, plus a minute of
+    /// grace for polling and node lag.
+    pub fn confirmation_budget(&self) -> Duration {
+        self.block_time * self.confirmations + Duration::from_secs(60)
+    }
+
     /// How often the chain's workers tick.
     pub fn poll_interval(&self) -> Duration {
         self.poll_interval.unwrap_or_else(|| {
@@ -1014,6 +1089,23 @@ impl Settings {
                 "not a valid PostgreSQL URL (postgres://user:password@host:port/db)",
             )
         })?;
+        if !(0.0..=1.0).contains(&self.telemetry.trace_sample_ratio) {
+            return Err(ConfigError::invalid(
+                "telemetry.trace_sample_ratio",
+                "must be between 0 and 1",
+            ));
+        }
+        if self
+            .telemetry
+            .otlp_endpoint
+            .as_ref()
+            .is_some_and(|u| !matches!(u.scheme(), "http" | "https"))
+        {
+            return Err(ConfigError::invalid(
+                "telemetry.otlp_endpoint",
+                "must be an http:// or https:// URL",
+            ));
+        }
         if self.database.pool_size == 0 || self.database.pool_size > 1000 {
             return Err(ConfigError::invalid(
                 "database.pool_size",

@@ -1,5 +1,7 @@
 //! Periodic work and the actor that drives it. A leaf: it imports no component, so every
-//! component can implement [`Work`] and the supervision tree can run any of them.
+//! component can implement [`Work`] and the supervision tree can run any of them. Each
+//! tick runs in its own span (`worker.tick`, with the chain and actor) and in the worker's
+//! own Sentry hub.
 //!
 //! A unit of periodic work ([`Work::tick_once`]) is driven by self-scheduled ticks. Tests
 //! call `tick_once` directly; the actor adds scheduling, heartbeats and error policy
@@ -14,7 +16,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actors::{Backoff, Failure, Heartbeat};
+use opentelemetry::context::FutureExt as _;
+use opentelemetry::trace::SpanKind;
+use opentelemetry::{Context, KeyValue};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
+use sentry::SentryFutureExt as _;
 use slog::Logger;
 
 /// How a failure should be handled. Each component classifies its own errors; the worker
@@ -89,6 +95,12 @@ pub fn next_tick_delay(interval: Duration, failures: u64, retry: &Backoff, unit:
 pub struct WorkerState<W> {
     args: WorkerArgs<W>,
     failures: u64,
+    /// This worker's Sentry hub, tagged with its chain and actor, so whatever it reports
+    /// (a panic included) says where it came from.
+    hub: Arc<sentry::Hub>,
+    /// Span attributes: the chain (empty for the webhook pool) and the actor.
+    chain: String,
+    actor: String,
 }
 
 impl<W: Work> Actor for Worker<W> {
@@ -102,7 +114,24 @@ impl<W: Work> Actor for Worker<W> {
         args: WorkerArgs<W>,
     ) -> Result<Self::State, ActorProcessingErr> {
         slog::debug!(args.log, "actor starting");
-        Ok(WorkerState { args, failures: 0 })
+        let (chain, actor) = match args.key.split_once('.') {
+            Some((c, a)) => (c.to_string(), a.to_string()),
+            None => (String::new(), args.key.clone()),
+        };
+        let hub = Arc::new(sentry::Hub::new_from_top(sentry::Hub::main()));
+        hub.configure_scope(|scope| {
+            if !chain.is_empty() {
+                scope.set_tag("chain", &chain);
+            }
+            scope.set_tag("actor", &actor);
+        });
+        Ok(WorkerState {
+            args,
+            failures: 0,
+            hub,
+            chain,
+            actor,
+        })
     }
 
     async fn post_start(
@@ -121,8 +150,28 @@ impl<W: Work> Actor for Worker<W> {
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         let WorkerMsg::Tick = msg;
-        state.args.faults.maybe_panic(&state.args.key);
-        match state.args.work.tick_once().await {
+        let cx = crate::telemetry::trace::start(
+            "worker.tick",
+            SpanKind::Internal,
+            &Context::new(),
+            vec![
+                KeyValue::new("ctrip.chain", state.chain.clone()),
+                KeyValue::new("ctrip.actor", state.actor.clone()),
+            ],
+            Vec::new(),
+        );
+        let hub = state.hub.clone();
+        let args = &mut state.args;
+        let tick = async {
+            args.faults.maybe_panic(&args.key);
+            args.work.tick_once().await
+        };
+        let result = tick.with_context(cx.clone()).bind_hub(hub).await;
+        if result.is_err() {
+            crate::telemetry::trace::fail(&cx, "tick failed");
+        }
+        drop(cx);
+        match result {
             Ok(()) => {
                 state.args.heartbeat.beat();
                 if state.failures > 0 {
@@ -131,7 +180,8 @@ impl<W: Work> Actor for Worker<W> {
                 }
             }
             Err(e) if e.is_fatal() => {
-                slog::error!(state.args.log, "tick failed; restarting actor"; "error" => %e);
+                // The supervisor reports the failure once, as an error, when it restarts us.
+                slog::warn!(state.args.log, "tick failed; restarting actor"; "error" => %e);
                 return Err(Box::new(Failure::new(e)));
             }
             Err(e) => {

@@ -12,8 +12,8 @@ use std::path::{Path, PathBuf};
 const LAYERS: &[(&str, u8)] = &[
     ("config", 0),
     ("telemetry", 1),
-    ("worker", 1),
     ("domain", 2),
+    ("worker", 2),
     ("models", 3),
     ("wallet", 3),
     ("store", 4),

@@ -58,3 +58,36 @@ pub async fn restart_actor(
         ))),
     }
 }
+
+/// `GET /admin/v1/payments/{id}/timeline`: the payment's transitions, transfers, events,
+/// delivery attempts and sweeps in time order, with their trace ids. Any merchant's
+/// payment: this is the operator's view.
+pub async fn payment_timeline(state: &AppState, req: &ApiRequest, id: &str) -> ApiResult {
+    authorize(state, req)?;
+    let id = uuid::Uuid::parse_str(id).map_err(|_| ApiError::NotFound("no such payment".into()))?;
+    let c = state.store.client().await?;
+    let steps = crate::store::timeline::timeline(&c, id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound("no such payment".into()))?;
+    json(StatusCode::OK, &timeline_object(id, steps))
+}
+
+/// The JSON shape of a timeline (shared with `ctrip payment timeline`).
+pub fn timeline_object(
+    id: uuid::Uuid,
+    steps: Vec<crate::store::timeline::TimelineEntry>,
+) -> crate::models::TimelineObject {
+    crate::models::TimelineObject {
+        object: "timeline",
+        payment_id: id.to_string(),
+        steps: steps
+            .into_iter()
+            .map(|s| crate::models::TimelineStep {
+                at: crate::models::rfc3339(&s.at),
+                kind: s.kind,
+                trace_id: s.trace_id,
+                detail: s.detail,
+            })
+            .collect(),
+    }
+}

@@ -24,28 +24,30 @@ pub async fn live(_state: &AppState) -> ApiResult {
 
 /// Readiness: PostgreSQL answers and the schema is at the version this binary expects.
 pub async fn ready(state: &AppState) -> ApiResult {
-    let expected = Store::latest_migration();
-    let (status, output) = match state.store.ping().await {
-        Err(_) => (
+    match readiness(state).await {
+        Ok(()) => health_json(StatusCode::OK, json!({"status": "pass"})),
+        Err(output) => health_json(
             StatusCode::SERVICE_UNAVAILABLE,
-            "database unreachable".to_string(),
+            json!({"status": "fail", "output": output}),
         ),
-        Ok(_) => match state.store.applied_migration().await {
-            Ok(Some(v)) if v >= expected => (StatusCode::OK, String::new()),
-            Ok(v) => (
-                StatusCode::SERVICE_UNAVAILABLE,
-                format!("schema at version {}, expected {expected}", v.unwrap_or(0)),
-            ),
-            Err(_) => (
-                StatusCode::SERVICE_UNAVAILABLE,
-                "database unreachable".to_string(),
-            ),
-        },
-    };
-    if status == StatusCode::OK {
-        health_json(status, json!({"status": "pass"}))
-    } else {
-        health_json(status, json!({"status": "fail", "output": output}))
+    }
+}
+
+/// Whether the gateway can serve: the database answers and holds the current schema.
+async fn readiness(state: &AppState) -> Result<(), String> {
+    let expected = Store::latest_migration();
+    state
+        .store
+        .ping()
+        .await
+        .map_err(|_| "database unreachable".to_string())?;
+    match state.store.applied_migration().await {
+        Ok(Some(v)) if v >= expected => Ok(()),
+        Ok(v) => Err(format!(
+            "schema at version {}, expected {expected}",
+            v.unwrap_or(0)
+        )),
+        Err(_) => Err("database unreachable".to_string()),
     }
 }
 
@@ -59,7 +61,9 @@ pub async fn metrics(state: &AppState) -> ApiResult {
         .collect();
     state.metrics.actors.refresh(&state.registry, &chains);
     state.metrics.db.refresh(&state.store);
-    if let Ok(c) = state.store.client().await {
+    let ready = readiness(state).await.is_ok();
+    state.metrics.http.ready.set(i64::from(ready));
+    if let Some(c) = state.store.client().await.ok().filter(|_| ready) {
         if let Ok((n, age)) = crate::store::webhooks::backlog(&c).await {
             let w = &state.metrics.webhooks;
             w.queue_depth.set(i64::try_from(n).unwrap_or(i64::MAX));

@@ -1,6 +1,6 @@
 //! HTTP metrics, and the set of metrics the API itself touches or refreshes at scrape time.
 
-use prometheus::{HistogramVec, IntCounter, IntCounterVec, Registry};
+use prometheus::{HistogramVec, IntCounter, IntCounterVec, IntGauge, Registry};
 
 use crate::domain::metrics::PaymentMetrics;
 use crate::store::metrics::DbMetrics;
@@ -16,6 +16,8 @@ crate::declare_metrics! {
             "HTTP request duration.";
         idempotent_replays: IntCounter = "idempotent_replays_total" [],
             "POST requests answered from a stored idempotent response.";
+        ready: IntGauge = "ready" [],
+            "1 when /health/ready passes (database reachable, schema current), else 0; refreshed at scrape time.";
     }
 }
 

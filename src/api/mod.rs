@@ -5,7 +5,7 @@
 //! error shape, gives each request its route template for metrics, and lets the request id
 //! flow into handlers as a plain value.
 
-mod admin;
+pub mod admin;
 mod auth;
 mod chains;
 pub mod error;
@@ -27,6 +27,9 @@ use std::time::Instant;
 
 use bytes::{Buf, Bytes, BytesMut};
 use futures::{Stream, StreamExt};
+use opentelemetry::context::FutureExt as _;
+use opentelemetry::trace::{SpanKind, TraceContextExt as _};
+use opentelemetry::{Context, KeyValue};
 use serde::Serialize;
 use slog::Logger;
 use warp::http::{header, HeaderMap, HeaderValue, Method, Response, StatusCode};
@@ -34,6 +37,7 @@ use warp::Filter;
 
 use crate::config::{ChainSettings, Settings};
 use crate::store::Store;
+use crate::telemetry::trace;
 use crate::wallet::HdWallet;
 use metrics::ApiMetrics;
 
@@ -221,7 +225,40 @@ where
     Ok(buf.freeze())
 }
 
+/// Serves one request inside its server span (when tracing is on). The caller's
+/// `traceparent` is linked, followed or ignored as `telemetry.inbound_trace` says: this is
+/// a public endpoint, so by default a client cannot choose our trace ids or sampling.
 async fn handle<S, B>(
+    state: AppState,
+    surface: Surface,
+    method: Method,
+    path: String,
+    query: String,
+    headers: HeaderMap,
+    body: S,
+) -> Response<Bytes>
+where
+    S: Stream<Item = Result<B, warp::Error>> + Unpin,
+    B: Buf,
+{
+    if !trace::enabled() {
+        return serve(state, surface, method, path, query, headers, body).await;
+    }
+    let caller = headers.get("traceparent").and_then(|v| v.to_str().ok());
+    let (parent, links) = trace::inbound(state.settings.telemetry.inbound_trace, caller);
+    let cx = trace::start(
+        "HTTP request",
+        SpanKind::Server,
+        &parent,
+        vec![KeyValue::new("http.request.method", method.to_string())],
+        links,
+    );
+    serve(state, surface, method, path, query, headers, body)
+        .with_context(cx)
+        .await
+}
+
+async fn serve<S, B>(
     state: AppState,
     surface: Surface,
     method: Method,
@@ -292,6 +329,20 @@ where
     if resp.status() == StatusCode::UNAUTHORIZED {
         resp.headers_mut()
             .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    }
+    if trace::enabled() {
+        let cx = Context::current();
+        let span = cx.span();
+        span.update_name(format!("{} {route}", method_label.as_str()));
+        span.set_attribute(KeyValue::new("http.route", route));
+        let status = resp.status().as_u16();
+        span.set_attribute(KeyValue::new(
+            "http.response.status_code",
+            i64::from(status),
+        ));
+        if status >= 500 {
+            trace::fail(&cx, "server error");
+        }
     }
     let elapsed = start.elapsed();
     state.metrics.http.observe(
@@ -404,6 +455,11 @@ async fn dispatch(state: &AppState, req: &ApiRequest) -> (&'static str, ApiResul
             "/admin/v1/actors/{chain}/{actor}/restart",
             Method::POST,
             admin::restart_actor(state, req, chain, actor)
+        ),
+        ["admin", "v1", "payments", id, "timeline"] => only!(
+            "/admin/v1/payments/{id}/timeline",
+            Method::GET,
+            admin::payment_timeline(state, req, id)
         ),
         ["metrics"] => only!("/metrics", Method::GET, health::metrics(state)),
         ["openapi.json"] => only!("/openapi.json", Method::GET, openapi::document()),

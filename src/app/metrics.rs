@@ -7,6 +7,7 @@ use crate::domain::metrics::PaymentMetrics;
 use crate::store::metrics::DbMetrics;
 use crate::supervision::metrics::ActorMetrics;
 use crate::telemetry::metrics::{new_registry, BuildMetrics, Declared, MetricsError, Registry};
+use crate::telemetry::trace::TraceMetrics;
 use crate::webhook::metrics::WebhookMetrics;
 
 /// The process's metrics, one struct per component.
@@ -28,6 +29,8 @@ pub struct Metrics {
     pub actors: ActorMetrics,
     /// Webhooks.
     pub webhooks: WebhookMetrics,
+    /// The span exporter.
+    pub trace: TraceMetrics,
 }
 
 impl Metrics {
@@ -45,6 +48,7 @@ impl Metrics {
             chain: ChainMetrics::new(r, &names)?,
             actors: ActorMetrics::register(r, &super::tree::actor_labels(settings), &chains)?,
             webhooks: WebhookMetrics::register(r)?,
+            trace: TraceMetrics::register(r)?,
             registry,
         })
     }
@@ -59,6 +63,7 @@ impl Metrics {
             ChainMetrics::DECLARED,
             ActorMetrics::DECLARED,
             WebhookMetrics::DECLARED,
+            TraceMetrics::DECLARED,
         ]
         .concat()
     }

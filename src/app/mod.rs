@@ -27,6 +27,7 @@ pub struct Application {
     state: AppState,
     metrics: Metrics,
     rpcs: tree::ChainClients,
+    tracing: crate::telemetry::trace::Tracing,
 }
 
 impl Application {
@@ -51,6 +52,17 @@ impl Application {
         settings.wallet.mnemonic = Secret::default();
         settings.wallet.passphrase = Secret::default();
         let metrics = Metrics::new(&settings).context("metrics registration")?;
+        store.instrument(
+            metrics.db.clone(),
+            settings.database.slow_query,
+            log.clone(),
+        );
+        let tracing =
+            crate::telemetry::trace::Tracing::start(&settings.telemetry, metrics.trace.clone())?;
+        if settings.telemetry.otlp_endpoint.is_some() {
+            slog::info!(log, "exporting traces over OTLP/HTTP";
+                "sample_ratio" => settings.telemetry.trace_sample_ratio);
+        }
         let chains: HashMap<_, _> = settings
             .chains
             .iter()
@@ -93,6 +105,7 @@ impl Application {
             state,
             metrics,
             rpcs: Default::default(),
+            tracing,
         })
     }
 
@@ -113,6 +126,11 @@ impl Application {
             directory: state.directory.clone(),
             rpcs: self.rpcs.clone(),
         }
+    }
+
+    /// The span exporter (tests flush it before reading what a collector received).
+    pub fn tracing(&self) -> crate::telemetry::trace::Tracing {
+        self.tracing.clone()
     }
 
     /// Every component's metrics.
@@ -147,6 +165,7 @@ impl Application {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let ctx = self.tree_context();
+        let tracing = self.tracing.clone();
         let state = self.state;
         let log = state.log.clone();
         let tree = if state.settings.supervision.enabled {
@@ -199,6 +218,8 @@ impl Application {
             tree.shutdown(state.settings.supervision.shutdown_timeout * 4)
                 .await;
         }
+        // Export what is queued; the exporter blocks, so off the async threads.
+        let _ = tokio::task::spawn_blocking(move || tracing.shutdown()).await;
         Ok(())
     }
 }

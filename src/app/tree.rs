@@ -280,7 +280,8 @@ impl TreeContext {
                     log.clone(),
                     tick,
                 )
-                .with_status(self.chain_status.clone());
+                .with_status(self.chain_status.clone())
+                .with_confirmation_budget(chain.confirmation_budget());
                 self.spawn(work, key, hb, log, parent).await
             }
             _ => {

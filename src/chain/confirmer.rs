@@ -27,6 +27,7 @@ pub struct Confirmer {
     payment_metrics: PaymentMetrics,
     log: Logger,
     interval: Duration,
+    budget: Option<Duration>,
 }
 
 impl Confirmer {
@@ -49,7 +50,14 @@ impl Confirmer {
             payment_metrics,
             log,
             interval,
+            budget: None,
         }
+    }
+
+    /// Counts confirmations against `budget` (on time or late) from now on.
+    pub fn with_confirmation_budget(mut self, budget: Duration) -> Self {
+        self.budget = Some(budget);
+        self
     }
 
     /// Publishes the count of reversed payments to `/health/detail` through `status`.
@@ -92,7 +100,7 @@ impl Confirmer {
             let change = payments::confirm(&tx, p.id, &p.transfer_blocks, depth).await?;
             tx.commit().await.map_err(StoreError::from)?;
             if let Some(ch) = change {
-                report_changes(&[ch], &self.payment_metrics, &self.log);
+                report_changes(&[ch], &self.payment_metrics, &self.log, self.budget);
             }
         }
         Ok(())
@@ -108,7 +116,7 @@ impl Confirmer {
             let change = payments::expire(&tx, id).await?;
             tx.commit().await.map_err(StoreError::from)?;
             if let Some(ch) = change {
-                report_changes(&[ch], &self.payment_metrics, &self.log);
+                report_changes(&[ch], &self.payment_metrics, &self.log, self.budget);
             }
         }
         Ok(())

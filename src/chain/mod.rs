@@ -47,7 +47,13 @@ impl Retryable for TickError {
 }
 
 /// Counts and logs payment changes written by a chain worker.
-pub(crate) fn report_changes(changes: &[AppliedChange], metrics: &PaymentMetrics, log: &Logger) {
+/// `budget` is the chain's on-time confirmation budget (the confirmation SLO).
+pub(crate) fn report_changes(
+    changes: &[AppliedChange],
+    metrics: &PaymentMetrics,
+    log: &Logger,
+    budget: Option<std::time::Duration>,
+) {
     for ch in changes {
         if ch.from != ch.to {
             metrics
@@ -60,6 +66,17 @@ pub(crate) fn report_changes(changes: &[AppliedChange], metrics: &PaymentMetrics
                 .confirmation_latency
                 .with_label_values(&[ch.chain.as_str()])
                 .observe(secs);
+            if let Some(budget) = budget {
+                let on_time = if secs <= budget.as_secs_f64() {
+                    "true"
+                } else {
+                    "false"
+                };
+                metrics
+                    .confirmations
+                    .with_label_values(&[ch.chain.as_str(), on_time])
+                    .inc();
+            }
         }
         slog::info!(log, "payment updated";
             "payment_id" => %ch.payment_id, "chain" => &ch.chain,

@@ -380,6 +380,21 @@ impl ChainRpc {
             .rpc_requests
             .with_label_values(&[chain, method, outcome])
             .inc();
+        // A client span for the call, after the fact: the method and outcome, never the
+        // endpoint (its URL may carry a key).
+        if crate::telemetry::trace::enabled() {
+            crate::telemetry::trace::record(
+                "rpc.call",
+                opentelemetry::trace::SpanKind::Client,
+                SystemTime::now() - elapsed,
+                vec![
+                    opentelemetry::KeyValue::new("rpc.system", "jsonrpc"),
+                    opentelemetry::KeyValue::new("rpc.method", method.to_string()),
+                    opentelemetry::KeyValue::new("ctrip.chain", self.chain.clone()),
+                    opentelemetry::KeyValue::new("ctrip.outcome", outcome),
+                ],
+            );
+        }
         self.metrics
             .rpc_duration
             .with_label_values(&[chain, method])

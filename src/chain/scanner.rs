@@ -306,7 +306,12 @@ impl Scanner {
             slog::warn!(self.log, "transfers in orphaned blocks re-checked";
                 "orphaned" => outcome.removed);
         }
-        report_changes(&outcome.changes, &self.payment_metrics, &self.log);
+        report_changes(
+            &outcome.changes,
+            &self.payment_metrics,
+            &self.log,
+            Some(self.chain.confirmation_budget()),
+        );
         let scanned_to = stored
             .last()
             .map_or_else(|| rollback.unwrap_or(0), |b| b.number);

@@ -21,5 +21,8 @@ crate::declare_metrics! {
         confirmation_latency: HistogramVec = "payment_confirmation_latency_seconds" ["chain"],
             "Time from first detection to confirmation.",
             buckets = vec![1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0];
+        confirmations: IntCounterVec = "payment_confirmations_total" ["chain", "on_time"],
+            "Payments confirmed, by whether detection to confirmation took at most confirmations x block_time + 60 s.",
+            zero = cross(&[chains, &["true", "false"]]);
     }
 }

@@ -30,3 +30,27 @@ pub struct EventObject<'a> {
     /// The payment as it was right after the change.
     pub data: PaymentObject,
 }
+
+/// One step of a payment's timeline, as operators see it.
+#[derive(Debug, Serialize)]
+pub struct TimelineStep {
+    /// When it happened.
+    pub at: String,
+    /// `transition`, `transfer`, `event`, `delivery_attempt` or `sweep`.
+    pub kind: String,
+    /// The trace the step was written in (search it in the trace backend), or null.
+    pub trace_id: Option<String>,
+    /// The step's facts.
+    pub detail: serde_json::Value,
+}
+
+/// A payment's timeline: every step in time order.
+#[derive(Debug, Serialize)]
+pub struct TimelineObject {
+    /// Always `timeline`.
+    pub object: &'static str,
+    /// The payment.
+    pub payment_id: String,
+    /// Oldest first.
+    pub steps: Vec<TimelineStep>,
+}

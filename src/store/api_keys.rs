@@ -42,23 +42,26 @@ pub async fn find_by_prefix(
     c: &impl GenericClient,
     prefix: &str,
 ) -> Result<Option<StoredKey>, StoreError> {
-    let stmt = c
-        .prepare_cached(
-            "SELECT k.id, k.merchant_id, m.account_index, k.key_hash, k.revoked_at \
+    super::timed("api_keys.find_by_prefix", async move {
+        let stmt = c
+            .prepare_cached(
+                "SELECT k.id, k.merchant_id, m.account_index, k.key_hash, k.revoked_at \
              FROM api_keys k JOIN merchants m ON m.id = k.merchant_id WHERE k.prefix = $1",
-        )
-        .await?;
-    let Some(row) = c.query_opt(&stmt, &[&prefix]).await? else {
-        return Ok(None);
-    };
-    let account: i32 = row.get(2);
-    Ok(Some(StoredKey {
-        id: row.get(0),
-        merchant_id: row.get(1),
-        account_index: u32::try_from(account).map_err(|_| StoreError::Corrupt("merchants"))?,
-        key_hash: row.get(3),
-        revoked_at: row.get(4),
-    }))
+            )
+            .await?;
+        let Some(row) = c.query_opt(&stmt, &[&prefix]).await? else {
+            return Ok(None);
+        };
+        let account: i32 = row.get(2);
+        Ok(Some(StoredKey {
+            id: row.get(0),
+            merchant_id: row.get(1),
+            account_index: u32::try_from(account).map_err(|_| StoreError::Corrupt("merchants"))?,
+            key_hash: row.get(3),
+            revoked_at: row.get(4),
+        }))
+    })
+    .await
 }
 
 /// Revokes a key; returns false when no such active key exists.

@@ -129,6 +129,7 @@ pub async fn watched(
     late_window_seconds: u64,
     reorg_floor: Option<u64>,
 ) -> Result<HashMap<Address, Watched>, StoreError> {
+    super::timed("chain.watched", async move {
     let stmt = c
         .prepare_cached(
             "SELECT id, address, asset_contract FROM payments WHERE chain = $1 AND \
@@ -166,6 +167,8 @@ pub async fn watched(
         );
     }
     Ok(out)
+    })
+    .await
 }
 
 /// Records the best head the scanner saw (the cancel guard compares the cursor with it).
@@ -200,24 +203,27 @@ pub async fn progress(
     c: &impl GenericClient,
     chain: &str,
 ) -> Result<Option<ScanProgress>, StoreError> {
-    let row = c
-        .query_opt(
-            "SELECT next_block, head_block FROM chain_cursors WHERE chain = $1",
-            &[&chain],
-        )
-        .await?;
-    row.map(|r| {
-        let bad = || StoreError::Corrupt("chain_cursors");
-        Ok(ScanProgress {
-            next_block: u64::try_from(r.get::<_, i64>(0)).map_err(|_| bad())?,
-            head_block: r
-                .get::<_, Option<i64>>(1)
-                .map(u64::try_from)
-                .transpose()
-                .map_err(|_| bad())?,
+    super::timed("chain.progress", async move {
+        let row = c
+            .query_opt(
+                "SELECT next_block, head_block FROM chain_cursors WHERE chain = $1",
+                &[&chain],
+            )
+            .await?;
+        row.map(|r| {
+            let bad = || StoreError::Corrupt("chain_cursors");
+            Ok(ScanProgress {
+                next_block: u64::try_from(r.get::<_, i64>(0)).map_err(|_| bad())?,
+                head_block: r
+                    .get::<_, Option<i64>>(1)
+                    .map(u64::try_from)
+                    .transpose()
+                    .map_err(|_| bad())?,
+            })
         })
+        .transpose()
     })
-    .transpose()
+    .await
 }
 
 /// A transfer found in a scanned range.
@@ -288,6 +294,7 @@ pub async fn commit_range(
     c: &impl GenericClient,
     r: &RangeCommit<'_>,
 ) -> Result<CommitOutcome, StoreError> {
+    super::timed("chain.commit_range", async move {
     let next = match (r.blocks.last(), r.rollback_to) {
         (Some(b), _) => b.number + 1,
         (None, Some(ancestor)) => ancestor + 1,
@@ -357,14 +364,15 @@ pub async fn commit_range(
     let insert_transfer = c
         .prepare_cached(
             "INSERT INTO payment_transfers (payment_id, chain, tx_hash, log_index, from_address, to_address, \
-               asset_contract, amount_raw, block_number, block_hash, counted, block_time, late) \
+               asset_contract, amount_raw, block_number, block_hash, counted, block_time, late, traceparent) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, \
-               $12 > (SELECT expires_at FROM payments WHERE id = $1)) \
+               $12 > (SELECT expires_at FROM payments WHERE id = $1), $13) \
              ON CONFLICT (chain, tx_hash, log_index) DO UPDATE SET block_number = EXCLUDED.block_number, \
                block_hash = EXCLUDED.block_hash, block_time = EXCLUDED.block_time, late = EXCLUDED.late, \
                removed = false, removed_at = NULL",
         )
         .await?;
+    let traceparent = crate::telemetry::trace::current_traceparent();
     for t in r.transfers {
         let log_index: i32 = match t.log_index {
             None => -1,
@@ -385,6 +393,7 @@ pub async fn commit_range(
                 &hex32(&t.block_hash),
                 &t.counted,
                 &t.block_time,
+                &traceparent,
             ],
         )
         .await?;
@@ -406,4 +415,6 @@ pub async fn commit_range(
         removed,
         changes,
     })
+    })
+    .await
 }

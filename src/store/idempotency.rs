@@ -35,38 +35,41 @@ pub async fn claim(
     key: &str,
     request_hash: &[u8],
 ) -> Result<Claim, StoreError> {
-    let insert = c
+    super::timed("idempotency.claim", async move {
+        let insert = c
         .prepare_cached(
             "INSERT INTO idempotency_keys (merchant_id, key, request_hash) VALUES ($1, $2, $3) \
              ON CONFLICT DO NOTHING",
         )
         .await?;
-    if c.execute(&insert, &[&merchant_id, &key, &request_hash])
-        .await?
-        == 1
-    {
-        return Ok(Claim::New);
-    }
-    let row = c
-        .query_one(
-            "SELECT request_hash, response_status, response_body FROM idempotency_keys \
+        if c.execute(&insert, &[&merchant_id, &key, &request_hash])
+            .await?
+            == 1
+        {
+            return Ok(Claim::New);
+        }
+        let row = c
+            .query_one(
+                "SELECT request_hash, response_status, response_body FROM idempotency_keys \
              WHERE merchant_id = $1 AND key = $2",
-            &[&merchant_id, &key],
-        )
-        .await?;
-    let stored_hash: Vec<u8> = row.get(0);
-    if stored_hash != request_hash {
-        return Ok(Claim::Mismatch);
-    }
-    let status: Option<i16> = row.get(1);
-    let body: Option<Vec<u8>> = row.get(2);
-    match (status, body) {
-        (Some(s), Some(body)) => Ok(Claim::Replay {
-            status: u16::try_from(s).map_err(|_| StoreError::Corrupt("idempotency_keys"))?,
-            body,
-        }),
-        _ => Ok(Claim::InProgress),
-    }
+                &[&merchant_id, &key],
+            )
+            .await?;
+        let stored_hash: Vec<u8> = row.get(0);
+        if stored_hash != request_hash {
+            return Ok(Claim::Mismatch);
+        }
+        let status: Option<i16> = row.get(1);
+        let body: Option<Vec<u8>> = row.get(2);
+        match (status, body) {
+            (Some(s), Some(body)) => Ok(Claim::Replay {
+                status: u16::try_from(s).map_err(|_| StoreError::Corrupt("idempotency_keys"))?,
+                body,
+            }),
+            _ => Ok(Claim::InProgress),
+        }
+    })
+    .await
 }
 
 /// Stores the response of a claimed key.
@@ -77,16 +80,19 @@ pub async fn complete(
     status: u16,
     body: &[u8],
 ) -> Result<(), StoreError> {
-    let stmt = c
-        .prepare_cached(
-            "UPDATE idempotency_keys SET response_status = $3, response_body = $4 \
+    super::timed("idempotency.complete", async move {
+        let stmt = c
+            .prepare_cached(
+                "UPDATE idempotency_keys SET response_status = $3, response_body = $4 \
              WHERE merchant_id = $1 AND key = $2",
-        )
-        .await?;
-    let status = i16::try_from(status).map_err(|_| StoreError::Corrupt("idempotency_keys"))?;
-    c.execute(&stmt, &[&merchant_id, &key, &status, &body])
-        .await?;
-    Ok(())
+            )
+            .await?;
+        let status = i16::try_from(status).map_err(|_| StoreError::Corrupt("idempotency_keys"))?;
+        c.execute(&stmt, &[&merchant_id, &key, &status, &body])
+            .await?;
+        Ok(())
+    })
+    .await
 }
 
 /// Deletes keys older than `max_age_hours`; returns how many.

@@ -1,6 +1,6 @@
 //! Database pool metrics, refreshed at scrape time.
 
-use prometheus::{IntGauge, IntGaugeVec};
+use prometheus::{Histogram, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec};
 
 use super::Store;
 use crate::telemetry::metrics::cross;
@@ -13,6 +13,13 @@ crate::declare_metrics! {
             zero = cross(&[&["idle", "in_use"]]);
         waiting: IntGauge = "db_pool_waiting" [],
             "Tasks waiting for a pool connection.";
+        acquire: Histogram = "db_pool_acquire_seconds" [],
+            "Time to get a pooled connection (waiting for a free one included).";
+        timeouts: IntCounterVec = "db_pool_timeouts_total" ["kind"],
+            "Pool timeouts by kind (wait: no free connection; create: connecting; recycle: checking an idle one).",
+            zero = cross(&[&["wait", "create", "recycle"]]);
+        query_duration: HistogramVec = "db_query_duration_seconds" ["stmt"],
+            "Statement duration by the statement's static name (never its text).";
     }
 }
 

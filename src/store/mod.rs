@@ -11,18 +11,24 @@ pub mod merchants;
 pub mod metrics;
 pub mod payments;
 pub mod sweeps;
+pub mod timeline;
 pub mod treasuries;
 pub mod webhooks;
 
+use std::future::Future;
 use std::str::FromStr;
-use std::time::{Duration, Instant};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant, SystemTime};
 
 use deadpool_postgres::{
-    Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod, Runtime,
+    Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod, Runtime, TimeoutType,
 };
+use slog::Logger;
 use tokio_postgres::NoTls;
 
 use crate::config::DatabaseSettings;
+use crate::telemetry::trace;
+use metrics::DbMetrics;
 
 mod embedded {
     refinery::embed_migrations!("migrations");
@@ -114,6 +120,61 @@ pub struct Store {
     pool: Pool,
 }
 
+/// Where statement and pool timings go once the process has its metrics.
+struct Timing {
+    metrics: DbMetrics,
+    slow: Duration,
+    log: Logger,
+}
+
+/// Set by [`Store::instrument`]; the store's free functions take any client, so the timer
+/// cannot travel with the pool.
+static TIMING: RwLock<Option<Arc<Timing>>> = RwLock::new(None);
+
+fn timing() -> Option<Arc<Timing>> {
+    TIMING.read().ok().and_then(|t| t.clone())
+}
+
+/// Runs one store operation under its static name (`payments.insert`): its duration goes
+/// to `ctrip_db_query_duration_seconds{stmt}`, a client span when tracing, and a
+/// `slow_query` warning above `database.slow_query_ms`. Only the name is ever reported,
+/// never SQL text or parameters.
+pub(crate) async fn timed<T>(
+    stmt: &'static str,
+    op: impl Future<Output = Result<T, StoreError>>,
+) -> Result<T, StoreError> {
+    let clock = Instant::now();
+    let started = SystemTime::now();
+    let result = op.await;
+    let elapsed = clock.elapsed();
+    if let Some(t) = timing() {
+        t.metrics
+            .query_duration
+            .with_label_values(&[stmt])
+            .observe(elapsed.as_secs_f64());
+        if elapsed >= t.slow {
+            slog::warn!(t.log, "slow_query"; "stmt" => stmt,
+                "ms" => u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX));
+        }
+    }
+    if trace::enabled() {
+        trace::record(
+            "db.query",
+            opentelemetry::trace::SpanKind::Client,
+            started,
+            vec![
+                opentelemetry::KeyValue::new("db.system.name", "postgresql"),
+                opentelemetry::KeyValue::new("db.operation.name", stmt),
+                opentelemetry::KeyValue::new(
+                    "ctrip.outcome",
+                    if result.is_ok() { "ok" } else { "error" },
+                ),
+            ],
+        );
+    }
+    result
+}
+
 impl Store {
     /// Builds the pool; opens no connection yet (that happens on first use).
     pub fn new(settings: &DatabaseSettings) -> Result<Self, StoreError> {
@@ -136,7 +197,7 @@ impl Store {
         let pool = Pool::builder(mgr)
             .max_size(settings.pool_size)
             .runtime(Runtime::Tokio1)
-            .wait_timeout(Some(timeout))
+            .wait_timeout(Some(settings.pool_wait_timeout))
             .create_timeout(Some(timeout))
             .recycle_timeout(Some(timeout))
             .build()
@@ -144,9 +205,30 @@ impl Store {
         Ok(Self { pool })
     }
 
-    /// A pooled connection.
+    /// Reports pool and statement timings into `metrics` from now on, with a
+    /// `slow_query` warning on `log` for statements slower than `slow`.
+    pub fn instrument(&self, metrics: DbMetrics, slow: Duration, log: Logger) {
+        if let Ok(mut t) = TIMING.write() {
+            *t = Some(Arc::new(Timing { metrics, slow, log }));
+        }
+    }
+
+    /// A pooled connection. The wait is timed, and a timeout counted by its kind.
     pub async fn client(&self) -> Result<Object, StoreError> {
-        Ok(self.pool.get().await?)
+        let clock = Instant::now();
+        let got = self.pool.get().await;
+        if let Some(t) = timing() {
+            t.metrics.acquire.observe(clock.elapsed().as_secs_f64());
+            if let Err(PoolError::Timeout(kind)) = &got {
+                let kind = match kind {
+                    TimeoutType::Wait => "wait",
+                    TimeoutType::Create => "create",
+                    TimeoutType::Recycle => "recycle",
+                };
+                t.metrics.timeouts.with_label_values(&[kind]).inc();
+            }
+        }
+        Ok(got?)
     }
 
     /// Applies pending migrations. An advisory lock keeps concurrent starts of several

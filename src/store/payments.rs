@@ -13,6 +13,7 @@ use super::StoreError;
 use crate::domain::lifecycle::{self, Cause, Change, PaymentFacts, Sums};
 use crate::domain::{Asset, HistoryEntry, Payment, PaymentException, PaymentStatus, Transfer};
 use crate::models::{rfc3339, EventObject, PaymentObject};
+use crate::telemetry::trace::current_traceparent;
 
 /// A payment about to be inserted.
 #[derive(Debug, Clone)]
@@ -75,6 +76,7 @@ fn to_i32(v: u32, what: &'static str) -> Result<i32, StoreError> {
 /// Inserts the address allocation, the payment and its creation history row in one
 /// statement (so one round trip, and atomic even outside a transaction).
 pub async fn insert(c: &impl GenericClient, p: &NewPayment) -> Result<(), StoreError> {
+    super::timed("payments.insert", async move {
     let stmt = c
         .prepare_cached(
             "WITH a AS ( \
@@ -83,16 +85,17 @@ pub async fn insert(c: &impl GenericClient, p: &NewPayment) -> Result<(), StoreE
              ), p AS ( \
                INSERT INTO payments (id, merchant_id, chain, chain_id, asset_symbol, asset_contract, \
                  asset_decimals, address, derivation_index, amount_raw, status, \
-                 confirmations_required, order_id, metadata, created_at, expires_at) \
-               VALUES ($1, $2, $3, $4, $5, $6, $9, $7, $8, $10, 'pending', $11, $12, $13, $14, $15) \
+                 confirmations_required, order_id, metadata, created_at, expires_at, traceparent) \
+               VALUES ($1, $2, $3, $4, $5, $6, $9, $7, $8, $10, 'pending', $11, $12, $13, $14, $15, $16) \
              ) \
-             INSERT INTO payment_history (payment_id, from_status, to_status, reason, at) \
-             VALUES ($1, NULL, 'pending', 'created', $14)",
+             INSERT INTO payment_history (payment_id, from_status, to_status, reason, at, traceparent) \
+             VALUES ($1, NULL, 'pending', 'created', $14, $16)",
         )
         .await?;
     let contract = p.asset.contract.as_ref().map(lower_hex);
     let address = lower_hex(&p.address);
     let decimals = i16::from(p.asset.decimals);
+    let traceparent = current_traceparent();
     c.execute(
         &stmt,
         &[
@@ -111,10 +114,13 @@ pub async fn insert(c: &impl GenericClient, p: &NewPayment) -> Result<(), StoreE
             &p.metadata,
             &p.created_at,
             &p.expires_at,
+            &traceparent,
         ],
     )
     .await?;
     Ok(())
+    })
+    .await
 }
 
 /// The columns every payment read selects, with transfers and history aggregated as JSON
@@ -252,16 +258,19 @@ pub async fn get(
     merchant_id: Uuid,
     id: Uuid,
 ) -> Result<Option<Payment>, StoreError> {
-    let stmt = c
-        .prepare_cached(&format!(
-            "{SELECT_PAYMENT} WHERE p.merchant_id = $1 AND p.id = $2"
-        ))
-        .await?;
-    c.query_opt(&stmt, &[&merchant_id, &id])
-        .await?
-        .as_ref()
-        .map(from_row)
-        .transpose()
+    super::timed("payments.get", async move {
+        let stmt = c
+            .prepare_cached(&format!(
+                "{SELECT_PAYMENT} WHERE p.merchant_id = $1 AND p.id = $2"
+            ))
+            .await?;
+        c.query_opt(&stmt, &[&merchant_id, &id])
+            .await?
+            .as_ref()
+            .map(from_row)
+            .transpose()
+    })
+    .await
 }
 
 /// A page of a merchant's payments, newest first, plus whether more follow.
@@ -270,38 +279,41 @@ pub async fn list(
     merchant_id: Uuid,
     f: &ListFilter,
 ) -> Result<(Vec<Payment>, bool), StoreError> {
-    let stmt = c
-        .prepare_cached(&format!(
-            "{SELECT_PAYMENT} WHERE p.merchant_id = $1 \
+    super::timed("payments.list", async move {
+        let stmt = c
+            .prepare_cached(&format!(
+                "{SELECT_PAYMENT} WHERE p.merchant_id = $1 \
              AND ($2::text IS NULL OR p.status = $2) \
              AND ($3::text IS NULL OR p.chain = $3) \
              AND ($4::text IS NULL OR p.order_id = $4) \
              AND ($5::uuid IS NULL OR p.id < $5) \
              ORDER BY p.id DESC LIMIT $6"
-        ))
-        .await?;
-    let status = f.status.map(PaymentStatus::as_str);
-    let limit = i64::from(f.limit) + 1;
-    let rows = c
-        .query(
-            &stmt,
-            &[
-                &merchant_id,
-                &status,
-                &f.chain,
-                &f.order_id,
-                &f.starting_after,
-                &limit,
-            ],
-        )
-        .await?;
-    let has_more = rows.len() > f.limit as usize;
-    let page = rows
-        .iter()
-        .take(f.limit as usize)
-        .map(from_row)
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok((page, has_more))
+            ))
+            .await?;
+        let status = f.status.map(PaymentStatus::as_str);
+        let limit = i64::from(f.limit) + 1;
+        let rows = c
+            .query(
+                &stmt,
+                &[
+                    &merchant_id,
+                    &status,
+                    &f.chain,
+                    &f.order_id,
+                    &f.starting_after,
+                    &limit,
+                ],
+            )
+            .await?;
+        let has_more = rows.len() > f.limit as usize;
+        let page = rows
+            .iter()
+            .take(f.limit as usize)
+            .map(from_row)
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok((page, has_more))
+    })
+    .await
 }
 
 /// A change written to a payment, for metrics and logs.
@@ -331,6 +343,7 @@ pub async fn write_change(
     from: PaymentStatus,
     change: &Change,
 ) -> Result<Payment, StoreError> {
+    super::timed("payments.write_change", async move {
     let stmt = c
         .prepare_cached(
             "UPDATE payments SET status = $3, exception = $4, amount_received_raw = $5, \
@@ -362,8 +375,15 @@ pub async fn write_change(
     let sequence: i32 = row.get(0);
     if let Some((_, reason)) = change.event {
         c.execute(
-            "INSERT INTO payment_history (payment_id, from_status, to_status, reason) VALUES ($1, $2, $3, $4)",
-            &[&id, &from.as_str(), &change.status.as_str(), &reason],
+            "INSERT INTO payment_history (payment_id, from_status, to_status, reason, traceparent) \
+             VALUES ($1, $2, $3, $4, $5)",
+            &[
+                &id,
+                &from.as_str(),
+                &change.status.as_str(),
+                &reason,
+                &current_traceparent(),
+            ],
         )
         .await?;
     }
@@ -374,6 +394,8 @@ pub async fn write_change(
         record_event(c, &payment, event_type, sequence).await?;
     }
     Ok(payment)
+    })
+    .await
 }
 
 /// Writes `payment`'s event number `sequence` to the outbox (the event with the payment as
@@ -397,8 +419,8 @@ async fn record_event(
     .map_err(|_| StoreError::Corrupt("events"))?;
     let (merchant_id, id) = (payment.merchant_id, payment.id);
     c.execute(
-        "INSERT INTO events (id, merchant_id, payment_id, type, sequence, payload, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        "INSERT INTO events (id, merchant_id, payment_id, type, sequence, payload, created_at, traceparent) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         &[
             &event_id,
             &merchant_id,
@@ -407,6 +429,7 @@ async fn record_event(
             &sequence,
             &payload,
             &now,
+            &current_traceparent(),
         ],
     )
     .await?;
@@ -421,20 +444,23 @@ pub async fn settle(
     id: Uuid,
     tx_hash: &str,
 ) -> Result<Payment, StoreError> {
-    let row = c
-        .query_one(
-            "UPDATE payments SET settlement_status = 'swept', settlement_tx_hash = $2, \
+    super::timed("payments.settle", async move {
+        let row = c
+            .query_one(
+                "UPDATE payments SET settlement_status = 'swept', settlement_tx_hash = $2, \
                settlement_reason = NULL, event_sequence = event_sequence + 1, updated_at = now() \
              WHERE id = $1 RETURNING merchant_id, event_sequence",
-            &[&id, &tx_hash],
-        )
-        .await?;
-    let (merchant_id, sequence): (Uuid, i32) = (row.get(0), row.get(1));
-    let payment = get(c, merchant_id, id)
-        .await?
-        .ok_or(StoreError::Corrupt("payments"))?;
-    record_event(c, &payment, "payment.swept", sequence).await?;
-    Ok(payment)
+                &[&id, &tx_hash],
+            )
+            .await?;
+        let (merchant_id, sequence): (Uuid, i32) = (row.get(0), row.get(1));
+        let payment = get(c, merchant_id, id)
+            .await?
+            .ok_or(StoreError::Corrupt("payments"))?;
+        record_event(c, &payment, "payment.swept", sequence).await?;
+        Ok(payment)
+    })
+    .await
 }
 
 /// Why a payment is recomputed.
@@ -468,7 +494,10 @@ pub async fn lock(
     merchant_id: Uuid,
     id: Uuid,
 ) -> Result<Option<Locked>, StoreError> {
-    lock_row(c, id, Some(merchant_id)).await
+    super::timed("payments.lock", async move {
+        lock_row(c, id, Some(merchant_id)).await
+    })
+    .await
 }
 
 async fn lock_row(
@@ -587,6 +616,7 @@ pub async fn processing(
     c: &impl GenericClient,
     chain: &str,
 ) -> Result<Vec<ProcessingPayment>, StoreError> {
+    super::timed("payments.processing", async move {
     let rows = c
         .query(
             "SELECT p.id, p.confirmations_required, p.confirmations, t.block_number, t.block_hash \
@@ -612,6 +642,8 @@ pub async fn processing(
         }
     }
     Ok(out)
+    })
+    .await
 }
 
 /// Records the depth of a payment's shallowest counted transfer.
@@ -637,30 +669,33 @@ pub async fn confirm(
     verified: &[(u64, String)],
     depth: u32,
 ) -> Result<Option<AppliedChange>, StoreError> {
-    let Some(locked) = lock_facts(c, id).await? else {
-        return Ok(None);
-    };
-    let rows = c
-        .query(
-            "SELECT block_number, block_hash FROM payment_transfers \
+    super::timed("payments.confirm", async move {
+        let Some(locked) = lock_facts(c, id).await? else {
+            return Ok(None);
+        };
+        let rows = c
+            .query(
+                "SELECT block_number, block_hash FROM payment_transfers \
              WHERE payment_id = $1 AND counted AND NOT removed ORDER BY block_number",
-            &[&id],
-        )
-        .await?;
-    let current: Vec<(u64, String)> = rows
-        .iter()
-        .map(|r| {
-            (
-                u64::try_from(r.get::<_, i64>(0)).unwrap_or(0),
-                r.get::<_, String>(1),
+                &[&id],
             )
-        })
-        .collect();
-    if current != verified {
-        return Ok(None);
-    }
-    set_confirmations(c, id, depth).await?;
-    apply_cause(c, locked, id, Cause::DeepEnough).await
+            .await?;
+        let current: Vec<(u64, String)> = rows
+            .iter()
+            .map(|r| {
+                (
+                    u64::try_from(r.get::<_, i64>(0)).unwrap_or(0),
+                    r.get::<_, String>(1),
+                )
+            })
+            .collect();
+        if current != verified {
+            return Ok(None);
+        }
+        set_confirmations(c, id, depth).await?;
+        apply_cause(c, locked, id, Cause::DeepEnough).await
+    })
+    .await
 }
 
 /// Open payments whose window has ended and whose every in-time block the scanner has
@@ -672,16 +707,19 @@ pub async fn expirable(
     chain: &str,
     caught_up: bool,
 ) -> Result<Vec<Uuid>, StoreError> {
-    let rows = c
-        .query(
-            "SELECT p.id FROM payments p LEFT JOIN chain_cursors cc ON cc.chain = p.chain \
+    super::timed("payments.expirable", async move {
+        let rows = c
+            .query(
+                "SELECT p.id FROM payments p LEFT JOIN chain_cursors cc ON cc.chain = p.chain \
              WHERE p.chain = $1 AND p.status IN ('pending', 'partially_paid') \
                AND p.expires_at <= now() AND ($2 OR cc.scanned_time >= p.expires_at) \
              ORDER BY p.expires_at LIMIT 1000",
-            &[&chain, &caught_up],
-        )
-        .await?;
-    Ok(rows.iter().map(|r| r.get(0)).collect())
+                &[&chain, &caught_up],
+            )
+            .await?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    })
+    .await
 }
 
 /// Confirmed payments on a chain whose counted funds a reorg took away.

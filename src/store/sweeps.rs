@@ -10,6 +10,7 @@ use uuid::Uuid;
 use super::payments::{self, lower_hex};
 use super::StoreError;
 use crate::domain::Payment;
+use crate::telemetry::trace::current_traceparent;
 
 /// A confirmed payment whose funds wait on its deposit address.
 #[derive(Debug, Clone)]
@@ -132,8 +133,15 @@ fn asset_text(asset: Option<Address>) -> String {
 /// are already in an active sweep (nothing is written then).
 pub async fn insert_sweep(c: &impl GenericClient, s: &NewSweep) -> Result<bool, StoreError> {
     c.execute(
-        "INSERT INTO sweeps (id, chain, strategy, state, treasury) VALUES ($1, $2, $3, 'in_flight', $4)",
-        &[&s.id, &s.chain, &s.strategy, &lower_hex(&s.treasury)],
+        "INSERT INTO sweeps (id, chain, strategy, state, treasury, traceparent) \
+         VALUES ($1, $2, $3, 'in_flight', $4, $5)",
+        &[
+            &s.id,
+            &s.chain,
+            &s.strategy,
+            &lower_hex(&s.treasury),
+            &current_traceparent(),
+        ],
     )
     .await?;
     let inserted = c
@@ -236,8 +244,15 @@ pub async fn insert_batch(
     payments: &[Uuid],
 ) -> Result<bool, StoreError> {
     c.execute(
-        "INSERT INTO sweeps (id, chain, strategy, state, treasury) VALUES ($1, $2, $3, 'in_flight', $4)",
-        &[&id, &chain, &strategy, &lower_hex(treasury)],
+        "INSERT INTO sweeps (id, chain, strategy, state, treasury, traceparent) \
+         VALUES ($1, $2, $3, 'in_flight', $4, $5)",
+        &[
+            &id,
+            &chain,
+            &strategy,
+            &lower_hex(treasury),
+            &current_traceparent(),
+        ],
     )
     .await?;
     for (address, asset, amount) in items {

@@ -144,6 +144,7 @@ pub async fn fan_out(
     event_type: &str,
     sequence: i32,
 ) -> Result<u64, StoreError> {
+    super::timed("webhooks.fan_out", async move {
     let stmt = c
         .prepare_cached(
             "INSERT INTO webhook_deliveries (id, endpoint_id, event_id, merchant_id, payment_id, sequence, event_type) \
@@ -157,6 +158,8 @@ pub async fn fan_out(
         &[&merchant_id, &payment_id, &event_id, &sequence, &event_type],
     )
     .await?)
+    })
+    .await
 }
 
 /// A delivery claimed for one attempt.
@@ -182,6 +185,12 @@ pub struct Claimed {
     pub payment_id: Uuid,
     /// The claim's fencing token.
     pub claim_token: Uuid,
+    /// The trace context of what wrote the event (a request or a worker tick).
+    pub event_traceparent: Option<String>,
+    /// The trace context of the request that created the payment.
+    pub payment_traceparent: Option<String>,
+    /// When the event was written to the outbox.
+    pub event_created_at: DateTime<Utc>,
 }
 
 /// Locks the merchant's row (serialising endpoint creation per merchant) and counts its
@@ -218,6 +227,7 @@ pub async fn claim_due(
     lease_seconds: f64,
     per_endpoint: i64,
 ) -> Result<Vec<Claimed>, StoreError> {
+    super::timed("webhooks.claim_due", async move {
     let stmt = c
         .prepare_cached(
             // Endpoints whose in-flight attempts already fill their slots are left out of
@@ -249,11 +259,12 @@ pub async fn claim_due(
              ) \
              UPDATE webhook_deliveries d SET next_attempt_at = now() + make_interval(secs => $2), \
                claim_token = gen_random_uuid() \
-             FROM chosen, webhook_endpoints e, events ev \
+             FROM chosen, webhook_endpoints e, events ev, payments p \
              WHERE d.id = chosen.id AND e.id = d.endpoint_id AND ev.id = d.event_id \
+               AND p.id = d.payment_id \
              RETURNING d.id, d.event_id, d.attempts, e.id, e.url, e.secret, \
                CASE WHEN e.previous_expires_at > now() THEN e.previous_secret END, ev.payload::text, \
-               d.payment_id, d.claim_token",
+               d.payment_id, d.claim_token, ev.traceparent, p.traceparent, ev.created_at",
         )
         .await?;
     let rows = c
@@ -272,8 +283,13 @@ pub async fn claim_due(
             body: r.get(7),
             payment_id: r.get(8),
             claim_token: r.get(9),
+            event_traceparent: r.get(10),
+            payment_traceparent: r.get(11),
+            event_created_at: r.get(12),
         })
         .collect())
+    })
+    .await
 }
 
 /// What follows an attempt.
@@ -300,6 +316,8 @@ pub struct Attempt<'a> {
     pub latency_ms: i32,
     /// Error (no secrets, no bodies).
     pub error: Option<&'a str>,
+    /// The attempt's own span, as sent in the request's `traceparent`.
+    pub traceparent: Option<&'a str>,
 }
 
 /// Records an attempt and, if this worker still holds the newest claim, its outcome.
@@ -312,12 +330,21 @@ pub async fn record_attempt(
     attempt: &Attempt<'_>,
     outcome: AttemptOutcome,
 ) -> Result<bool, StoreError> {
+    super::timed("webhooks.record_attempt", async move {
     let status = attempt
         .http_status
         .map(|s| i16::try_from(s).unwrap_or(i16::MAX));
     c.execute(
-        "INSERT INTO webhook_attempts (delivery_id, attempted_at, http_status, latency_ms, error) VALUES ($1, $2, $3, $4, $5)",
-        &[&d.id, &attempt.at, &status, &attempt.latency_ms, &attempt.error],
+        "INSERT INTO webhook_attempts (delivery_id, attempted_at, http_status, latency_ms, error, traceparent) \
+         VALUES ($1, $2, $3, $4, $5, $6)",
+        &[
+            &d.id,
+            &attempt.at,
+            &status,
+            &attempt.latency_ms,
+            &attempt.error,
+            &attempt.traceparent,
+        ],
     )
     .await?;
     let (new_status, next): (&str, Option<DateTime<Utc>>) = match outcome {
@@ -346,6 +373,8 @@ pub async fn record_attempt(
         .await?;
     }
     Ok(true)
+    })
+    .await
 }
 
 /// One logged attempt, for the delivery log.
@@ -496,6 +525,7 @@ pub async fn redeliver(
 
 /// Undelivered deliveries to enabled endpoints, and the age in seconds of the oldest.
 pub async fn backlog(c: &impl GenericClient) -> Result<(u64, f64), StoreError> {
+    super::timed("webhooks.backlog", async move {
     let row = c
         .query_one(
             "SELECT count(*), COALESCE(EXTRACT(EPOCH FROM now() - min(d.created_at))::float8, 0) \
@@ -506,4 +536,6 @@ pub async fn backlog(c: &impl GenericClient) -> Result<(u64, f64), StoreError> {
         .await?;
     let n: i64 = row.get(0);
     Ok((u64::try_from(n).unwrap_or(0), row.get(1)))
+    })
+    .await
 }

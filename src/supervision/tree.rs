@@ -91,17 +91,21 @@ fn log_events(
                     reason,
                     delay,
                 } => {
-                    slog::warn!(log, "actor restarting";
-                        "group" => &group, "actor" => &child, "reason" => reason.as_str(),
-                        "delay_ms" => delay.as_millis() as u64);
-                    if matches!(
-                        reason,
-                        RestartReason::Panic | RestartReason::Error | RestartReason::Stalled
-                    ) {
-                        sentry::capture_message(
-                            &format!("actor {group}.{child} restarting: {reason}"),
-                            sentry::Level::Warning,
-                        );
+                    // One report per actor failure: an error or a stall is reported here (an
+                    // error-level line is a Sentry event); a panic was already reported by
+                    // the panic hook, from the worker's own hub with its chain and actor.
+                    let delay_ms = delay.as_millis() as u64;
+                    match reason {
+                        RestartReason::Error
+                        | RestartReason::Stalled
+                        | RestartReason::SpawnFailed => {
+                            slog::error!(log, "actor failed; restarting";
+                                "group" => &group, "actor" => &child, "reason" => reason.as_str(),
+                                "delay_ms" => delay_ms)
+                        }
+                        _ => slog::warn!(log, "actor restarting";
+                            "group" => &group, "actor" => &child, "reason" => reason.as_str(),
+                            "delay_ms" => delay_ms),
                     }
                 }
                 SupervisorEvent::Stopped { group, child } => {
@@ -109,10 +113,6 @@ fn log_events(
                 }
                 SupervisorEvent::Meltdown { group } => {
                     slog::error!(log, "supervisor melted down; its parent retries it"; "group" => &group);
-                    sentry::capture_message(
-                        &format!("supervisor {group} melted down"),
-                        sentry::Level::Error,
-                    );
                 }
             }
         }

@@ -6,6 +6,7 @@
 //! keys, the mnemonic and RPC URLs stay out of every record.
 
 pub mod metrics;
+pub mod trace;
 
 use std::io::{self, Write};
 use std::sync::{Arc, Mutex};
@@ -57,12 +58,16 @@ pub struct LogGuard(#[allow(dead_code)] Option<slog_async::AsyncGuard>);
 pub fn build_logger(settings: &TelemetrySettings, sink: LogSink) -> (Logger, LogGuard) {
     let level = slog_level(settings.log_level);
     let module = FnValue(|r: &Record<'_>| r.module());
+    let sentry_on = !settings.sentry_dsn.expose().is_empty();
     match (sink, settings.log_format) {
         (LogSink::Buffer(buf), _) => {
             let json = slog_json::Json::new(BufferWriter(buf))
                 .add_default_keys()
                 .build();
-            let drain = Mutex::new(json).ignore_res();
+            let drain = trace::TraceIds(SentryReport {
+                inner: Mutex::new(json).ignore_res(),
+                on: sentry_on,
+            });
             let log = Logger::root(
                 drain.filter_level(level).ignore_res(),
                 o!("module" => module),
@@ -77,7 +82,12 @@ pub fn build_logger(settings: &TelemetrySettings, sink: LogSink) -> (Logger, Log
                 .chan_size(4096)
                 .overflow_strategy(slog_async::OverflowStrategy::DropAndReport)
                 .build_with_guard();
-            let drain = drain.ignore_res().filter_level(level).ignore_res();
+            let drain = trace::TraceIds(SentryReport {
+                inner: drain.ignore_res(),
+                on: sentry_on,
+            })
+            .filter_level(level)
+            .ignore_res();
             (
                 Logger::root(drain, o!("module" => module)),
                 LogGuard(Some(guard)),
@@ -89,7 +99,12 @@ pub fn build_logger(settings: &TelemetrySettings, sink: LogSink) -> (Logger, Log
             let (drain, guard) = slog_async::Async::new(fmt)
                 .chan_size(4096)
                 .build_with_guard();
-            let drain = drain.ignore_res().filter_level(level).ignore_res();
+            let drain = trace::TraceIds(SentryReport {
+                inner: drain.ignore_res(),
+                on: sentry_on,
+            })
+            .filter_level(level)
+            .ignore_res();
             (
                 Logger::root(drain, o!("module" => module)),
                 LogGuard(Some(guard)),
@@ -99,15 +114,61 @@ pub fn build_logger(settings: &TelemetrySettings, sink: LogSink) -> (Logger, Log
 }
 
 /// Starts Sentry when a DSN is configured; the guard must live as long as the process.
+/// Without `telemetry.sentry_dsn` nothing is started, whatever `SENTRY_DSN` says.
 pub fn init_sentry(settings: &TelemetrySettings) -> Option<sentry::ClientInitGuard> {
     let dsn = settings.sentry_dsn.expose();
     if dsn.is_empty() {
         return None;
     }
     let mut options = sentry::ClientOptions::default();
-    options.release = Some(env!("CARGO_PKG_VERSION").into());
+    options.release = sentry::release_name!();
+    options.environment = Some(settings.environment.clone().into());
     options.send_default_pii = false;
     Some(sentry::init((dsn.to_string(), options)))
+}
+
+/// A drain reporting to Sentry: errors and criticals become events, warnings breadcrumbs.
+/// The `chain`, `actor` (or a supervisor's `group`) and `trace_id` of a record become the
+/// event's tags. It sits before any asynchronous drain, so the Sentry hub it reports to is
+/// the one of the task that logged (a worker's hub carries its chain and actor).
+pub struct SentryReport<D> {
+    inner: D,
+    on: bool,
+}
+
+impl<D: Drain> Drain for SentryReport<D> {
+    type Ok = D::Ok;
+    type Err = D::Err;
+
+    fn log(&self, record: &Record<'_>, values: &slog::OwnedKVList) -> Result<D::Ok, D::Err> {
+        if self.on {
+            match record.level() {
+                Level::Critical | Level::Error => {
+                    let mut event = sentry::integrations::slog::event_from_record(record, values);
+                    for (from, tag) in [
+                        ("chain", "chain"),
+                        ("group", "chain"),
+                        ("actor", "actor"),
+                        ("trace_id", "trace_id"),
+                    ] {
+                        if let Some(serde_json::Value::String(v)) = event.extra.remove(from) {
+                            event.tags.insert(tag.into(), v);
+                        }
+                    }
+                    sentry::capture_event(event);
+                }
+                Level::Warning => sentry::add_breadcrumb(
+                    sentry::integrations::slog::breadcrumb_from_record(record, values),
+                ),
+                _ => {}
+            }
+        }
+        self.inner.log(record, values)
+    }
+
+    fn is_enabled(&self, level: Level) -> bool {
+        self.inner.is_enabled(level)
+    }
 }
 
 #[cfg(test)]
@@ -123,6 +184,10 @@ mod tests {
             sentry_dsn: Default::default(),
             sentry_dsn_file: None,
             access_log_level: crate::config::AccessLogLevel(Some(LogLevel::Info)),
+            otlp_endpoint: None,
+            trace_sample_ratio: 1.0,
+            inbound_trace: Default::default(),
+            environment: "test".into(),
         };
         let (log, _guard) = build_logger(&settings, LogSink::Buffer(buf.clone()));
         slog::info!(log, "hello"; "request_id" => "r1");

@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use futures::future::join_all;
+use opentelemetry::trace::{SpanKind, TraceContextExt as _};
+use opentelemetry::{Context, KeyValue};
 use slog::Logger;
 
 use super::metrics::WebhookMetrics;
@@ -17,6 +19,7 @@ use super::ssrf::{check_url, GuardedResolver};
 use crate::config::WebhookSettings;
 use crate::store::webhooks::{claim_due, record_attempt, Attempt, AttemptOutcome, Claimed};
 use crate::store::{Store, StoreError};
+use crate::telemetry::trace;
 use crate::worker::Work;
 
 /// The most of a response body that is read (and discarded) to keep the connection reusable.
@@ -36,6 +39,7 @@ pub struct Dispatcher {
     metrics: WebhookMetrics,
     log: Logger,
     busy: bool,
+    send_traceparent: bool,
 }
 
 /// One attempt's result.
@@ -46,6 +50,8 @@ struct Sent {
     error: Option<String>,
     outcome: AttemptOutcome,
     label: &'static str,
+    /// The attempt's span, when traced.
+    traceparent: Option<String>,
 }
 
 impl Dispatcher {
@@ -72,6 +78,7 @@ impl Dispatcher {
             metrics,
             log,
             busy: false,
+            send_traceparent: settings.traceparent,
         })
     }
 
@@ -117,7 +124,38 @@ impl Dispatcher {
         }
     }
 
+    /// One attempt in its own client span, linked to the span that wrote the event (the
+    /// request or tick that changed the payment) and to the request that created the
+    /// payment: the delivery runs in another trace, but both stay one click away.
     async fn attempt(&self, d: &Claimed) -> Sent {
+        let mut links = trace::link_to(d.event_traceparent.as_deref());
+        links.extend(trace::link_to(d.payment_traceparent.as_deref()));
+        let cx = trace::start(
+            "webhook.deliver",
+            SpanKind::Client,
+            &Context::current(),
+            vec![
+                KeyValue::new("http.request.method", "POST"),
+                KeyValue::new("ctrip.event_id", d.event_id.clone()),
+                KeyValue::new("ctrip.attempt", i64::from(d.attempts) + 1),
+            ],
+            links,
+        );
+        let traceparent = trace::traceparent(&cx);
+        let mut sent = self.send(d, traceparent.as_deref()).await;
+        let span = cx.span();
+        span.set_attribute(KeyValue::new("ctrip.outcome", sent.label));
+        if let Some(code) = sent.http_status {
+            span.set_attribute(KeyValue::new("http.response.status_code", i64::from(code)));
+        }
+        if sent.outcome != AttemptOutcome::Succeeded {
+            trace::fail(&cx, sent.label);
+        }
+        sent.traceparent = traceparent;
+        sent
+    }
+
+    async fn send(&self, d: &Claimed, traceparent: Option<&str>) -> Sent {
         let started = Utc::now();
         let clock = Instant::now();
         let done = |http_status, error: Option<String>, outcome, label| Sent {
@@ -127,6 +165,7 @@ impl Dispatcher {
             error,
             outcome,
             label,
+            traceparent: None,
         };
         let url = match check_url(&d.url, self.allow_private) {
             Ok(u) => u,
@@ -145,16 +184,17 @@ impl Dispatcher {
                 "error",
             );
         };
-        let sent = self
+        let mut request = self
             .http
             .post(url)
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .header("webhook-id", &d.event_id)
             .header("webhook-timestamp", ts.to_string())
-            .header("webhook-signature", signature)
-            .body(d.body.clone())
-            .send()
-            .await;
+            .header("webhook-signature", signature);
+        if let Some(tp) = traceparent.filter(|_| self.send_traceparent) {
+            request = request.header("traceparent", tp);
+        }
+        let sent = request.body(d.body.clone()).send().await;
         match sent {
             Ok(mut resp) => {
                 let status = resp.status();
@@ -237,6 +277,7 @@ impl Dispatcher {
                 http_status: s.http_status,
                 latency_ms: i32::try_from(s.latency.as_millis()).unwrap_or(i32::MAX),
                 error: s.error.as_deref(),
+                traceparent: s.traceparent.as_deref(),
             };
             if !record_attempt(&tx, d, &attempt, s.outcome).await? {
                 slog::info!(self.log, "delivery claimed anew meanwhile; its state is left to the newer claim";
@@ -245,6 +286,10 @@ impl Dispatcher {
         }
         tx.commit().await.map_err(StoreError::from)?;
         for (d, s) in claimed.iter().zip(&results) {
+            if d.attempts == 0 {
+                let lag = (s.started - d.event_created_at).num_milliseconds().max(0);
+                self.metrics.dispatch_lag.observe(lag as f64 / 1000.0);
+            }
             self.metrics.deliveries.with_label_values(&[s.label]).inc();
             self.metrics
                 .duration

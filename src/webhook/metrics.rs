@@ -1,6 +1,6 @@
 //! Webhook metrics.
 
-use prometheus::{Gauge, HistogramVec, IntCounter, IntCounterVec, IntGauge};
+use prometheus::{Gauge, Histogram, HistogramVec, IntCounter, IntCounterVec, IntGauge};
 
 use crate::telemetry::metrics::cross;
 
@@ -30,5 +30,8 @@ crate::declare_metrics! {
             "Age of the oldest undelivered webhook delivery (refreshed at scrape time).";
         dead: IntCounter = "webhook_dead_total" [],
             "Webhook deliveries that ran out of attempts.";
+        dispatch_lag: Histogram = "webhook_dispatch_lag_seconds" [],
+            "Time from an event's outbox write to its first delivery attempt, per delivery.",
+            buckets = vec![0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 1800.0];
     }
 }

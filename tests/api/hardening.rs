@@ -69,6 +69,7 @@ async fn a_late_worker_cannot_overwrite_a_newer_claims_outcome() {
         http_status: Some(200),
         latency_ms: 1,
         error: None,
+        traceparent: None,
     };
     assert!(
         record_attempt(&c, &second[0], &attempt, AttemptOutcome::Succeeded)

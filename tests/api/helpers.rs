@@ -86,6 +86,8 @@ pub struct TestApp {
     pub merchant_id: Uuid,
     pub api_key: String,
     pub logs: Arc<Mutex<Vec<u8>>>,
+    /// The span exporter; flush it before reading what a collector received.
+    pub tracing: ctrip::telemetry::trace::Tracing,
     shutdown: Option<oneshot::Sender<()>>,
 }
 
@@ -111,6 +113,7 @@ pub async fn spawn_app_on(database_url: &str, customize: impl FnOnce(&mut Settin
     let store = app.state().store.clone();
     let state = app.state().clone();
     let metrics = app.metrics().clone();
+    let tracing = app.tracing();
     let (tx, rx) = oneshot::channel();
     tokio::spawn(app.run_until_stopped(async {
         let _ = rx.await;
@@ -146,6 +149,7 @@ pub async fn spawn_app_on(database_url: &str, customize: impl FnOnce(&mut Settin
         merchant_id: created.merchant.id,
         api_key: created.api_key,
         logs,
+        tracing,
         shutdown: Some(tx),
     }
 }

@@ -11,6 +11,7 @@ mod health;
 mod helpers;
 mod hostile;
 mod integrity;
+mod observability;
 mod payments;
 mod proxy;
 mod supervision;
