@@ -6,7 +6,9 @@
 //! ```
 //!
 //! Environment: `CTRIP_TEST_DATABASE_URL` (server to create the bench database on),
-//! `BENCH_CONCURRENCY` (default 32), `BENCH_SECONDS` per phase (default 10).
+//! `BENCH_CONCURRENCY` (default 32), `BENCH_SECONDS` per phase (default 10),
+//! `BENCH_OTLP_ENDPOINT` (export spans there, e.g. to `tests/tools/otlp_receiver.py
+//! --quiet`; unset: tracing off) to measure what tracing costs.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -143,11 +145,17 @@ async fn bench() {
         tokens: vec![],
         sweep: Default::default(),
     }];
+    if let Ok(endpoint) = std::env::var("BENCH_OTLP_ENDPOINT") {
+        s.telemetry.otlp_endpoint = Some(endpoint.parse().unwrap());
+    }
+    let tracing_on = s.telemetry.otlp_endpoint.is_some();
     s.validate().unwrap();
     let (log, _guard) = build_logger(&s.telemetry, LogSink::Stdout);
     let app = Application::build(s, log, true).await.unwrap();
     let base = format!("http://127.0.0.1:{}", app.port());
     let store = app.state().store.clone();
+    let metrics = app.metrics().clone();
+    let tracing = app.tracing();
     tokio::spawn(app.run_until_stopped(std::future::pending()));
     let merchant = ctrip::ops::create_merchant(&store, "bench").await.unwrap();
     let key = Arc::new(format!("Bearer {}", merchant.api_key));
@@ -157,7 +165,8 @@ async fn bench() {
         .unwrap();
 
     println!(
-        "cTrip API load: concurrency {concurrency}, {seconds} s per phase, {} cores",
+        "cTrip API load: concurrency {concurrency}, {seconds} s per phase, tracing {}, {} cores",
+        if tracing_on { "on (OTLP)" } else { "off" },
         std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(1)
@@ -214,4 +223,14 @@ async fn bench() {
     )
     .await;
     read.report();
+    if tracing_on {
+        tracing.flush();
+        let t = &metrics.trace;
+        println!(
+            "spans exported: {}   export batches ok {} / failed {}",
+            t.spans.get(),
+            t.exports.with_label_values(&["ok"]).get(),
+            t.exports.with_label_values(&["error"]).get(),
+        );
+    }
 }

@@ -3,7 +3,8 @@
 opentelemetry-proto (not the exporter's own Rust code). It listens on 127.0.0.1 at a free
 port, prints `port N` on its first line, then one JSON object per received span:
 {"trace_id", "span_id", "parent_span_id", "name", "kind", "attributes", "links"} (ids in
-lower-case hex). With `--fail`, it answers every export with a 503."""
+lower-case hex). With `--fail`, it answers every export with a 503; with `--quiet`, it
+decodes but prints no span (a sink for the api_load benchmark)."""
 import json
 import sys
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -14,6 +15,8 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 
 FAIL = "--fail" in sys.argv
+# --quiet: decode every request but print nothing per span (a sink for benchmarks).
+QUIET = "--quiet" in sys.argv
 
 
 def value(v):
@@ -30,7 +33,7 @@ class Handler(BaseHTTPRequestHandler):
             return
         req = ExportTraceServiceRequest()
         req.ParseFromString(body)
-        for rs in req.resource_spans:
+        for rs in [] if QUIET else req.resource_spans:
             resource = {a.key: value(a.value) for a in rs.resource.attributes}
             for ss in rs.scope_spans:
                 for s in ss.spans:
