@@ -161,6 +161,10 @@ impl<W: Work> Actor for Worker<W> {
             Vec::new(),
         );
         let hub = state.hub.clone();
+        // A panic report (made by the panic hook, from this hub) names the tick's trace.
+        if let Some(trace_id) = crate::telemetry::trace::trace_id(&cx) {
+            hub.configure_scope(|scope| scope.set_tag("trace_id", trace_id));
+        }
         let args = &mut state.args;
         let tick = async {
             args.faults.maybe_panic(&args.key);

@@ -28,13 +28,16 @@ pub async fn insert(
     merchant_id: Uuid,
     key: &NewApiKey,
 ) -> Result<Uuid, StoreError> {
-    let id = Uuid::now_v7();
-    c.execute(
-        "INSERT INTO api_keys (id, merchant_id, prefix, key_hash) VALUES ($1, $2, $3, $4)",
-        &[&id, &merchant_id, &key.prefix, &&key.hash[..]],
-    )
-    .await?;
-    Ok(id)
+    super::timed("api_keys.insert", async move {
+        let id = Uuid::now_v7();
+        c.execute(
+            "INSERT INTO api_keys (id, merchant_id, prefix, key_hash) VALUES ($1, $2, $3, $4)",
+            &[&id, &merchant_id, &key.prefix, &&key.hash[..]],
+        )
+        .await?;
+        Ok(id)
+    })
+    .await
 }
 
 /// Finds a key by its lookup prefix.
@@ -66,11 +69,14 @@ pub async fn find_by_prefix(
 
 /// Revokes a key; returns false when no such active key exists.
 pub async fn revoke(c: &impl GenericClient, id: Uuid) -> Result<bool, StoreError> {
-    let n = c
-        .execute(
-            "UPDATE api_keys SET revoked_at = now() WHERE id = $1 AND revoked_at IS NULL",
-            &[&id],
-        )
-        .await?;
-    Ok(n == 1)
+    super::timed("api_keys.revoke", async move {
+        let n = c
+            .execute(
+                "UPDATE api_keys SET revoked_at = now() WHERE id = $1 AND revoked_at IS NULL",
+                &[&id],
+            )
+            .await?;
+        Ok(n == 1)
+    })
+    .await
 }

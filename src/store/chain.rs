@@ -37,17 +37,20 @@ pub struct StoredBlock {
 
 /// The next block to scan, if the chain has a cursor.
 pub async fn cursor(c: &impl GenericClient, chain: &str) -> Result<Option<u64>, StoreError> {
-    let row = c
-        .query_opt(
-            "SELECT next_block FROM chain_cursors WHERE chain = $1",
-            &[&chain],
-        )
-        .await?;
-    row.map(|r| {
-        let n: i64 = r.get(0);
-        u64::try_from(n).map_err(|_| StoreError::Corrupt("chain_cursors"))
+    super::timed("chain.cursor", async move {
+        let row = c
+            .query_opt(
+                "SELECT next_block FROM chain_cursors WHERE chain = $1",
+                &[&chain],
+            )
+            .await?;
+        row.map(|r| {
+            let n: i64 = r.get(0);
+            u64::try_from(n).map_err(|_| StoreError::Corrupt("chain_cursors"))
+        })
+        .transpose()
     })
-    .transpose()
+    .await
 }
 
 /// Creates the cursor at `next_block` unless one exists; returns the cursor.
@@ -56,6 +59,7 @@ pub async fn init_cursor(
     chain: &str,
     next_block: u64,
 ) -> Result<u64, StoreError> {
+    super::timed("chain.init_cursor", async move {
     c.execute(
         "INSERT INTO chain_cursors (chain, next_block) VALUES ($1, $2) ON CONFLICT (chain) DO NOTHING",
         &[&chain, &to_i64(next_block)?],
@@ -64,6 +68,8 @@ pub async fn init_cursor(
     cursor(c, chain)
         .await?
         .ok_or(StoreError::Corrupt("chain_cursors"))
+    })
+    .await
 }
 
 fn block_of(r: &tokio_postgres::Row) -> Result<StoredBlock, StoreError> {
@@ -84,14 +90,17 @@ pub async fn stored_block(
     chain: &str,
     n: u64,
 ) -> Result<Option<StoredBlock>, StoreError> {
-    c.query_opt(
-        "SELECT number, hash, parent_hash FROM scanned_blocks WHERE chain = $1 AND number = $2",
-        &[&chain, &to_i64(n)?],
-    )
-    .await?
-    .as_ref()
-    .map(block_of)
-    .transpose()
+    super::timed("chain.stored_block", async move {
+        c.query_opt(
+            "SELECT number, hash, parent_hash FROM scanned_blocks WHERE chain = $1 AND number = $2",
+            &[&chain, &to_i64(n)?],
+        )
+        .await?
+        .as_ref()
+        .map(block_of)
+        .transpose()
+    })
+    .await
 }
 
 /// Every remembered block, newest first.
@@ -99,6 +108,7 @@ pub async fn recent_blocks(
     c: &impl GenericClient,
     chain: &str,
 ) -> Result<Vec<StoredBlock>, StoreError> {
+    super::timed("chain.recent_blocks", async move {
     c.query(
         "SELECT number, hash, parent_hash FROM scanned_blocks WHERE chain = $1 ORDER BY number DESC",
         &[&chain],
@@ -107,6 +117,8 @@ pub async fn recent_blocks(
     .iter()
     .map(block_of)
     .collect()
+    })
+    .await
 }
 
 /// A watched deposit address.
@@ -173,13 +185,16 @@ pub async fn watched(
 
 /// Records the best head the scanner saw (the cancel guard compares the cursor with it).
 pub async fn record_head(c: &impl GenericClient, chain: &str, head: u64) -> Result<(), StoreError> {
-    c.execute(
-        "UPDATE chain_cursors SET head_block = $2 WHERE chain = $1 \
+    super::timed("chain.record_head", async move {
+        c.execute(
+            "UPDATE chain_cursors SET head_block = $2 WHERE chain = $1 \
            AND head_block IS DISTINCT FROM $2",
-        &[&chain, &to_i64(head)?],
-    )
-    .await?;
-    Ok(())
+            &[&chain, &to_i64(head)?],
+        )
+        .await?;
+        Ok(())
+    })
+    .await
 }
 
 /// How far a chain is scanned, as the API and the confirmer see it.

@@ -100,11 +100,14 @@ pub async fn purge_older_than(
     c: &impl GenericClient,
     max_age_hours: i32,
 ) -> Result<u64, StoreError> {
-    Ok(c.execute(
-        "DELETE FROM idempotency_keys WHERE created_at < now() - make_interval(hours => $1)",
-        &[&max_age_hours],
-    )
-    .await?)
+    super::timed("idempotency.purge_older_than", async move {
+        Ok(c.execute(
+            "DELETE FROM idempotency_keys WHERE created_at < now() - make_interval(hours => $1)",
+            &[&max_age_hours],
+        )
+        .await?)
+    })
+    .await
 }
 
 /// Releases a claim whose operation failed, so that a retry can run it.
@@ -113,10 +116,13 @@ pub async fn release(
     merchant_id: Uuid,
     key: &str,
 ) -> Result<(), StoreError> {
+    super::timed("idempotency.release", async move {
     c.execute(
         "DELETE FROM idempotency_keys WHERE merchant_id = $1 AND key = $2 AND response_status IS NULL",
         &[&merchant_id, &key],
     )
     .await?;
     Ok(())
+    })
+    .await
 }

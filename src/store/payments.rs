@@ -572,6 +572,7 @@ pub async fn recompute(
     id: Uuid,
     why: Recompute,
 ) -> Result<Option<AppliedChange>, StoreError> {
+    super::timed("payments.recompute", async move {
     let Some(locked) = lock_facts(c, id).await? else {
         return Ok(None);
     };
@@ -596,6 +597,8 @@ pub async fn recompute(
         Recompute::Reorg => Cause::Reorg(sums),
     };
     apply_cause(c, locked, id, cause).await
+    })
+    .await
 }
 
 /// A processing payment and the blocks of its counted, canonical transfers.
@@ -652,13 +655,16 @@ pub async fn set_confirmations(
     id: Uuid,
     confirmations: u32,
 ) -> Result<(), StoreError> {
-    let n = i32::try_from(confirmations).unwrap_or(i32::MAX);
-    c.execute(
-        "UPDATE payments SET confirmations = $2 WHERE id = $1",
-        &[&id, &n],
-    )
-    .await?;
-    Ok(())
+    super::timed("payments.set_confirmations", async move {
+        let n = i32::try_from(confirmations).unwrap_or(i32::MAX);
+        c.execute(
+            "UPDATE payments SET confirmations = $2 WHERE id = $1",
+            &[&id, &n],
+        )
+        .await?;
+        Ok(())
+    })
+    .await
 }
 
 /// Confirms a processing payment whose transfers were verified canonical and deep enough,
@@ -724,33 +730,42 @@ pub async fn expirable(
 
 /// Confirmed payments on a chain whose counted funds a reorg took away.
 pub async fn count_reversed(c: &impl GenericClient, chain: &str) -> Result<u64, StoreError> {
-    let n: i64 = c
-        .query_one(
-            "SELECT count(*) FROM payments WHERE chain = $1 \
+    super::timed("payments.count_reversed", async move {
+        let n: i64 = c
+            .query_one(
+                "SELECT count(*) FROM payments WHERE chain = $1 \
                AND status = 'confirmed' AND amount_received_raw < amount_raw",
-            &[&chain],
-        )
-        .await?
-        .get(0);
-    Ok(u64::try_from(n).unwrap_or(0))
+                &[&chain],
+            )
+            .await?
+            .get(0);
+        Ok(u64::try_from(n).unwrap_or(0))
+    })
+    .await
 }
 
 /// Expires a payment if its window has ended.
 pub async fn expire(c: &impl GenericClient, id: Uuid) -> Result<Option<AppliedChange>, StoreError> {
-    let Some(locked) = lock_facts(c, id).await? else {
-        return Ok(None);
-    };
-    apply_cause(c, locked, id, Cause::Clock { now: Utc::now() }).await
+    super::timed("payments.expire", async move {
+        let Some(locked) = lock_facts(c, id).await? else {
+            return Ok(None);
+        };
+        apply_cause(c, locked, id, Cause::Clock { now: Utc::now() }).await
+    })
+    .await
 }
 
 /// Open payments (pending, partially paid, processing) on a chain.
 pub async fn count_open(c: &impl GenericClient, chain: &str) -> Result<u64, StoreError> {
-    let stmt = c
-        .prepare_cached(
-            "SELECT count(*) FROM payments WHERE chain = $1 \
+    super::timed("payments.count_open", async move {
+        let stmt = c
+            .prepare_cached(
+                "SELECT count(*) FROM payments WHERE chain = $1 \
              AND status IN ('pending', 'partially_paid', 'processing')",
-        )
-        .await?;
-    let n: i64 = c.query_one(&stmt, &[&chain]).await?.get(0);
-    Ok(u64::try_from(n).unwrap_or(0))
+            )
+            .await?;
+        let n: i64 = c.query_one(&stmt, &[&chain]).await?.get(0);
+        Ok(u64::try_from(n).unwrap_or(0))
+    })
+    .await
 }

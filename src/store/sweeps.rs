@@ -41,6 +41,7 @@ pub async fn sweepable(
     chain: &str,
     limit: i64,
 ) -> Result<Vec<Sweepable>, StoreError> {
+    super::timed("sweeps.sweepable", async move {
     let stmt = c
         .prepare_cached(
             "SELECT p.id, p.address, m.account_index, p.derivation_index, p.settlement_reason, \
@@ -87,6 +88,8 @@ pub async fn sweepable(
             })
         })
         .collect()
+    })
+    .await
 }
 
 /// Defers a payment's sweep, saying why (`skipped` until a later check lets it through).
@@ -95,6 +98,7 @@ pub async fn defer(
     payment_id: Uuid,
     reason: &str,
 ) -> Result<(), StoreError> {
+    super::timed("sweeps.defer", async move {
     c.execute(
         "UPDATE payments SET settlement_status = 'skipped', settlement_reason = $2, updated_at = now() \
          WHERE id = $1 AND settlement_status IN ('unswept', 'skipped')",
@@ -102,6 +106,8 @@ pub async fn defer(
     )
     .await?;
     Ok(())
+    })
+    .await
 }
 
 /// A sweep about to be signed.
@@ -132,49 +138,52 @@ fn asset_text(asset: Option<Address>) -> String {
 /// Records a sweep and marks its payments `sweeping`. `false` when the address and asset
 /// are already in an active sweep (nothing is written then).
 pub async fn insert_sweep(c: &impl GenericClient, s: &NewSweep) -> Result<bool, StoreError> {
-    c.execute(
-        "INSERT INTO sweeps (id, chain, strategy, state, treasury, traceparent) \
+    super::timed("sweeps.insert_sweep", async move {
+        c.execute(
+            "INSERT INTO sweeps (id, chain, strategy, state, treasury, traceparent) \
          VALUES ($1, $2, $3, 'in_flight', $4, $5)",
-        &[
-            &s.id,
-            &s.chain,
-            &s.strategy,
-            &lower_hex(&s.treasury),
-            &current_traceparent(),
-        ],
-    )
-    .await?;
-    let inserted = c
-        .execute(
-            "INSERT INTO sweep_items (sweep_id, chain, address, asset, amount_raw) \
-             VALUES ($1, $2, $3, $4, $5) \
-             ON CONFLICT (chain, address, asset) WHERE active DO NOTHING",
             &[
                 &s.id,
                 &s.chain,
-                &lower_hex(&s.address),
-                &asset_text(s.asset),
-                &s.amount,
+                &s.strategy,
+                &lower_hex(&s.treasury),
+                &current_traceparent(),
             ],
         )
         .await?;
-    if inserted == 0 {
-        return Ok(false);
-    }
-    for p in &s.payments {
-        c.execute(
-            "INSERT INTO sweep_payments (sweep_id, payment_id) VALUES ($1, $2)",
-            &[&s.id, p],
-        )
-        .await?;
-        c.execute(
-            "UPDATE payments SET settlement_status = 'sweeping', settlement_reason = NULL, \
+        let inserted = c
+            .execute(
+                "INSERT INTO sweep_items (sweep_id, chain, address, asset, amount_raw) \
+             VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (chain, address, asset) WHERE active DO NOTHING",
+                &[
+                    &s.id,
+                    &s.chain,
+                    &lower_hex(&s.address),
+                    &asset_text(s.asset),
+                    &s.amount,
+                ],
+            )
+            .await?;
+        if inserted == 0 {
+            return Ok(false);
+        }
+        for p in &s.payments {
+            c.execute(
+                "INSERT INTO sweep_payments (sweep_id, payment_id) VALUES ($1, $2)",
+                &[&s.id, p],
+            )
+            .await?;
+            c.execute(
+                "UPDATE payments SET settlement_status = 'sweeping', settlement_reason = NULL, \
                updated_at = now() WHERE id = $1",
-            &[p],
-        )
-        .await?;
-    }
-    Ok(true)
+                &[p],
+            )
+            .await?;
+        }
+        Ok(true)
+    })
+    .await
 }
 
 /// Locks `sender`'s nonce row on `chain` for this transaction and returns the nonce to
@@ -186,22 +195,25 @@ pub async fn take_nonce(
     sender: &Address,
     on_chain: u64,
 ) -> Result<u64, StoreError> {
-    let sender = lower_hex(sender);
-    let on_chain = i64::try_from(on_chain).map_err(|_| StoreError::Corrupt("sender_nonces"))?;
-    c.execute(
-        "INSERT INTO sender_nonces (chain, address, next_nonce) VALUES ($1, $2, $3) \
+    super::timed("sweeps.take_nonce", async move {
+        let sender = lower_hex(sender);
+        let on_chain = i64::try_from(on_chain).map_err(|_| StoreError::Corrupt("sender_nonces"))?;
+        c.execute(
+            "INSERT INTO sender_nonces (chain, address, next_nonce) VALUES ($1, $2, $3) \
          ON CONFLICT DO NOTHING",
-        &[&chain, &sender, &on_chain],
-    )
-    .await?;
-    let row = c
-        .query_one(
-            "SELECT next_nonce FROM sender_nonces WHERE chain = $1 AND address = $2 FOR UPDATE",
-            &[&chain, &sender],
+            &[&chain, &sender, &on_chain],
         )
         .await?;
-    let ours: i64 = row.get(0);
-    u64::try_from(ours.max(on_chain)).map_err(|_| StoreError::Corrupt("sender_nonces"))
+        let row = c
+            .query_one(
+                "SELECT next_nonce FROM sender_nonces WHERE chain = $1 AND address = $2 FOR UPDATE",
+                &[&chain, &sender],
+            )
+            .await?;
+        let ours: i64 = row.get(0);
+        u64::try_from(ours.max(on_chain)).map_err(|_| StoreError::Corrupt("sender_nonces"))
+    })
+    .await
 }
 
 /// A signed transaction about to be stored.
@@ -243,63 +255,69 @@ pub async fn insert_batch(
     items: &[(Address, Option<Address>, U256)],
     payments: &[Uuid],
 ) -> Result<bool, StoreError> {
-    c.execute(
-        "INSERT INTO sweeps (id, chain, strategy, state, treasury, traceparent) \
+    super::timed("sweeps.insert_batch", async move {
+        c.execute(
+            "INSERT INTO sweeps (id, chain, strategy, state, treasury, traceparent) \
          VALUES ($1, $2, $3, 'in_flight', $4, $5)",
-        &[
-            &id,
-            &chain,
-            &strategy,
-            &lower_hex(treasury),
-            &current_traceparent(),
-        ],
-    )
-    .await?;
-    for (address, asset, amount) in items {
-        let inserted = c
-            .execute(
-                "INSERT INTO sweep_items (sweep_id, chain, address, asset, amount_raw) \
+            &[
+                &id,
+                &chain,
+                &strategy,
+                &lower_hex(treasury),
+                &current_traceparent(),
+            ],
+        )
+        .await?;
+        for (address, asset, amount) in items {
+            let inserted = c
+                .execute(
+                    "INSERT INTO sweep_items (sweep_id, chain, address, asset, amount_raw) \
                  VALUES ($1, $2, $3, $4, $5) \
                  ON CONFLICT (chain, address, asset) WHERE active DO NOTHING",
-                &[
-                    &id,
-                    &chain,
-                    &lower_hex(address),
-                    &asset_text(*asset),
-                    amount,
-                ],
+                    &[
+                        &id,
+                        &chain,
+                        &lower_hex(address),
+                        &asset_text(*asset),
+                        amount,
+                    ],
+                )
+                .await?;
+            if inserted == 0 {
+                return Ok(false);
+            }
+        }
+        for p in payments {
+            c.execute(
+                "INSERT INTO sweep_payments (sweep_id, payment_id) VALUES ($1, $2)",
+                &[&id, p],
             )
             .await?;
-        if inserted == 0 {
-            return Ok(false);
-        }
-    }
-    for p in payments {
-        c.execute(
-            "INSERT INTO sweep_payments (sweep_id, payment_id) VALUES ($1, $2)",
-            &[&id, p],
-        )
-        .await?;
-        c.execute(
-            "UPDATE payments SET settlement_status = 'sweeping', settlement_reason = NULL, \
+            c.execute(
+                "UPDATE payments SET settlement_status = 'sweeping', settlement_reason = NULL, \
                updated_at = now() WHERE id = $1",
-            &[p],
-        )
-        .await?;
-    }
-    Ok(true)
+                &[p],
+            )
+            .await?;
+        }
+        Ok(true)
+    })
+    .await
 }
 
 /// Whether a delegate deployment is in flight on `chain`.
 pub async fn deploy_in_flight(c: &impl GenericClient, chain: &str) -> Result<bool, StoreError> {
-    let row = c
-        .query_one(
-            "SELECT EXISTS (SELECT 1 FROM sweep_attempts a JOIN sweeps s ON s.id = a.sweep_id \
+    super::timed("sweeps.deploy_in_flight", async move {
+        let row = c
+            .query_one(
+                "SELECT EXISTS (SELECT 1 FROM sweep_attempts a JOIN sweeps s ON s.id = a.sweep_id \
              WHERE s.chain = $1 AND s.state = 'in_flight' AND a.purpose = 'deploy')",
-            &[&chain],
-        )
-        .await?;
-    Ok(row.get(0))
+                &[&chain],
+            )
+            .await?;
+        Ok(row.get(0))
+    })
+    .await
 }
 
 /// Stores a signed attempt and moves the sender's nonce past it (the nonce row must be
@@ -309,6 +327,7 @@ pub async fn insert_attempt(
     chain: &str,
     a: &NewAttempt,
 ) -> Result<(), StoreError> {
+    super::timed("sweeps.insert_attempt", async move {
     insert_attempt_row(c, a).await?;
     let nonce = i64::try_from(a.nonce).map_err(|_| StoreError::Corrupt("sweep_attempts"))?;
     c.execute(
@@ -318,6 +337,8 @@ pub async fn insert_attempt(
     )
     .await?;
     Ok(())
+    })
+    .await
 }
 
 /// One attempt of an in-flight sweep.
@@ -354,6 +375,7 @@ pub struct Attempt {
 
 /// The live attempts of `chain`'s in-flight sweeps, oldest sweep first.
 pub async fn in_flight(c: &impl GenericClient, chain: &str) -> Result<Vec<Attempt>, StoreError> {
+    super::timed("sweeps.in_flight", async move {
     let stmt = c
         .prepare_cached(
             "SELECT a.id, a.sweep_id, a.raw_tx, a.tx_hash, a.state, a.block_number, a.block_hash, \
@@ -398,6 +420,8 @@ pub async fn in_flight(c: &impl GenericClient, chain: &str) -> Result<Vec<Attemp
             })
         })
         .collect()
+    })
+    .await
 }
 
 /// Records what the chain says of an attempt: `broadcast` (sent, or back from a reorged
@@ -408,18 +432,21 @@ pub async fn mark_attempt(
     state: &str,
     block: Option<(u64, &str)>,
 ) -> Result<(), StoreError> {
-    let number = block
-        .map(|(n, _)| i64::try_from(n))
-        .transpose()
-        .map_err(|_| StoreError::Corrupt("sweep_attempts"))?;
-    let hash = block.map(|(_, h)| h.to_string());
-    c.execute(
-        "UPDATE sweep_attempts SET state = $2, block_number = $3, block_hash = $4, \
+    super::timed("sweeps.mark_attempt", async move {
+        let number = block
+            .map(|(n, _)| i64::try_from(n))
+            .transpose()
+            .map_err(|_| StoreError::Corrupt("sweep_attempts"))?;
+        let hash = block.map(|(_, h)| h.to_string());
+        c.execute(
+            "UPDATE sweep_attempts SET state = $2, block_number = $3, block_hash = $4, \
            broadcast_at = COALESCE(broadcast_at, now()) WHERE id = $1",
-        &[&id, &state, &number, &hash],
-    )
-    .await?;
-    Ok(())
+            &[&id, &state, &number, &hash],
+        )
+        .await?;
+        Ok(())
+    })
+    .await
 }
 
 /// Marks a sweep confirmed by `attempt` (its other attempts are replaced), frees its
@@ -431,43 +458,47 @@ pub async fn confirm(
     attempt_id: Uuid,
     tx_hash: &str,
 ) -> Result<Vec<Payment>, StoreError> {
-    let updated = c
-        .execute(
-            "UPDATE sweeps SET state = 'confirmed', tx_hash = $2, confirmed_at = now() \
+    super::timed("sweeps.confirm", async move {
+        let updated = c
+            .execute(
+                "UPDATE sweeps SET state = 'confirmed', tx_hash = $2, confirmed_at = now() \
              WHERE id = $1 AND state = 'in_flight'",
-            &[&sweep_id, &tx_hash],
-        )
-        .await?;
-    if updated == 0 {
-        return Ok(Vec::new());
-    }
-    c.execute(
+                &[&sweep_id, &tx_hash],
+            )
+            .await?;
+        if updated == 0 {
+            return Ok(Vec::new());
+        }
+        c.execute(
         "UPDATE sweep_attempts SET state = CASE WHEN id = $2 THEN 'confirmed' ELSE 'replaced' END \
          WHERE sweep_id = $1 AND purpose = (SELECT purpose FROM sweep_attempts WHERE id = $2)",
         &[&sweep_id, &attempt_id],
     )
     .await?;
-    c.execute(
-        "UPDATE sweep_items SET active = false WHERE sweep_id = $1",
-        &[&sweep_id],
-    )
-    .await?;
-    let rows = c
-        .query(
-            "SELECT payment_id FROM sweep_payments WHERE sweep_id = $1 ORDER BY payment_id",
+        c.execute(
+            "UPDATE sweep_items SET active = false WHERE sweep_id = $1",
             &[&sweep_id],
         )
         .await?;
-    let mut settled = Vec::with_capacity(rows.len());
-    for r in rows {
-        settled.push(payments::settle(c, r.get(0), tx_hash).await?);
-    }
-    Ok(settled)
+        let rows = c
+            .query(
+                "SELECT payment_id FROM sweep_payments WHERE sweep_id = $1 ORDER BY payment_id",
+                &[&sweep_id],
+            )
+            .await?;
+        let mut settled = Vec::with_capacity(rows.len());
+        for r in rows {
+            settled.push(payments::settle(c, r.get(0), tx_hash).await?);
+        }
+        Ok(settled)
+    })
+    .await
 }
 
 /// Confirmed payments on `chain` whose funds are not swept, and how long ago the oldest was
 /// confirmed, in seconds.
 pub async fn unswept_stats(c: &impl GenericClient, chain: &str) -> Result<(i64, f64), StoreError> {
+    super::timed("sweeps.unswept_stats", async move {
     let row = c
         .query_one(
             "SELECT count(*), \
@@ -478,6 +509,8 @@ pub async fn unswept_stats(c: &impl GenericClient, chain: &str) -> Result<(i64, 
         )
         .await?;
     Ok((row.get(0), row.get(1)))
+    })
+    .await
 }
 
 /// In-flight sweeps of `chain` and the age of the oldest, in seconds.
@@ -485,14 +518,17 @@ pub async fn in_flight_stats(
     c: &impl GenericClient,
     chain: &str,
 ) -> Result<(i64, f64), StoreError> {
-    let row = c
+    super::timed("sweeps.in_flight_stats", async move {
+        let row = c
         .query_one(
             "SELECT count(*), COALESCE(EXTRACT(EPOCH FROM now() - min(created_at))::float8, 0) \
              FROM sweeps WHERE chain = $1 AND state = 'in_flight'",
             &[&chain],
         )
         .await?;
-    Ok((row.get(0), row.get(1)))
+        Ok((row.get(0), row.get(1)))
+    })
+    .await
 }
 
 /// What signing for an existing sweep needs: its strategy, treasury, asset and the
@@ -518,50 +554,57 @@ pub async fn context(
     c: &impl GenericClient,
     sweep_id: Uuid,
 ) -> Result<Option<SweepContext>, StoreError> {
-    let row = c
-        .query_opt(
-            "SELECT s.treasury, p.address, m.account_index, p.derivation_index, s.strategy, \
+    super::timed("sweeps.context", async move {
+        let row = c
+            .query_opt(
+                "SELECT s.treasury, p.address, m.account_index, p.derivation_index, s.strategy, \
                p.asset_contract \
              FROM sweeps s JOIN sweep_payments sp ON sp.sweep_id = s.id \
                JOIN payments p ON p.id = sp.payment_id JOIN merchants m ON m.id = p.merchant_id \
              WHERE s.id = $1 LIMIT 1",
-            &[&sweep_id],
-        )
-        .await?;
-    row.map(|r| {
-        let corrupt = || StoreError::Corrupt("sweeps");
-        let treasury: String = r.get(0);
-        let address: String = r.get(1);
-        let account: i32 = r.get(2);
-        let index: i32 = r.get(3);
-        let contract: Option<String> = r.get(5);
-        Ok(SweepContext {
-            strategy: r.get(4),
-            asset: contract
-                .map(|a| a.parse().map_err(|_| corrupt()))
-                .transpose()?,
-            treasury: treasury.parse().map_err(|_| corrupt())?,
-            address: address.parse().map_err(|_| corrupt())?,
-            account_index: u32::try_from(account).map_err(|_| corrupt())?,
-            derivation_index: u32::try_from(index).map_err(|_| corrupt())?,
+                &[&sweep_id],
+            )
+            .await?;
+        row.map(|r| {
+            let corrupt = || StoreError::Corrupt("sweeps");
+            let treasury: String = r.get(0);
+            let address: String = r.get(1);
+            let account: i32 = r.get(2);
+            let index: i32 = r.get(3);
+            let contract: Option<String> = r.get(5);
+            Ok(SweepContext {
+                strategy: r.get(4),
+                asset: contract
+                    .map(|a| a.parse().map_err(|_| corrupt()))
+                    .transpose()?,
+                treasury: treasury.parse().map_err(|_| corrupt())?,
+                address: address.parse().map_err(|_| corrupt())?,
+                account_index: u32::try_from(account).map_err(|_| corrupt())?,
+                derivation_index: u32::try_from(index).map_err(|_| corrupt())?,
+            })
         })
+        .transpose()
     })
-    .transpose()
+    .await
 }
 
 /// Marks a seed attempt confirmed; its sweep stays in flight for the transfer.
 pub async fn seed_confirmed(c: &impl GenericClient, attempt_id: Uuid) -> Result<(), StoreError> {
-    c.execute(
-        "UPDATE sweep_attempts SET state = 'confirmed' WHERE id = $1 AND purpose = 'seed'",
-        &[&attempt_id],
-    )
-    .await?;
-    Ok(())
+    super::timed("sweeps.seed_confirmed", async move {
+        c.execute(
+            "UPDATE sweep_attempts SET state = 'confirmed' WHERE id = $1 AND purpose = 'seed'",
+            &[&attempt_id],
+        )
+        .await?;
+        Ok(())
+    })
+    .await
 }
 
 /// Whether a sweep has a transfer attempt already (so a confirmed seed is not followed by
 /// a second transfer).
 pub async fn has_transfer(c: &impl GenericClient, sweep_id: Uuid) -> Result<bool, StoreError> {
+    super::timed("sweeps.has_transfer", async move {
     let row = c
         .query_one(
             "SELECT EXISTS (SELECT 1 FROM sweep_attempts WHERE sweep_id = $1 AND purpose = 'sweep')",
@@ -569,18 +612,23 @@ pub async fn has_transfer(c: &impl GenericClient, sweep_id: Uuid) -> Result<bool
         )
         .await?;
     Ok(row.get(0))
+    })
+    .await
 }
 
 /// Stores a replacement (same nonce, higher fees) and marks the sweep's earlier live
 /// attempts `replaced`, in one transaction; the caller then broadcasts it.
 pub async fn insert_replacement(c: &impl GenericClient, a: &NewAttempt) -> Result<(), StoreError> {
-    c.execute(
-        "UPDATE sweep_attempts SET state = 'replaced' \
+    super::timed("sweeps.insert_replacement", async move {
+        c.execute(
+            "UPDATE sweep_attempts SET state = 'replaced' \
          WHERE sweep_id = $1 AND purpose = $2 AND state IN ('signed', 'broadcast')",
-        &[&a.sweep_id, &a.purpose],
-    )
-    .await?;
-    insert_attempt_row(c, a).await
+            &[&a.sweep_id, &a.purpose],
+        )
+        .await?;
+        insert_attempt_row(c, a).await
+    })
+    .await
 }
 
 /// A payment's deposit address, as the audit sees it.
@@ -600,44 +648,50 @@ pub struct Issued {
 
 /// Every deposit address issued on `chain`, oldest first.
 pub async fn issued(c: &impl GenericClient, chain: &str) -> Result<Vec<Issued>, StoreError> {
-    let rows = c
-        .query(
-            "SELECT id, address, asset_contract, status, settlement_status FROM payments \
+    super::timed("sweeps.issued", async move {
+        let rows = c
+            .query(
+                "SELECT id, address, asset_contract, status, settlement_status FROM payments \
              WHERE chain = $1 ORDER BY id",
-            &[&chain],
-        )
-        .await?;
-    rows.iter()
-        .map(|r| {
-            let corrupt = || StoreError::Corrupt("payments");
-            let address: String = r.get(1);
-            let asset: Option<String> = r.get(2);
-            Ok(Issued {
-                payment_id: r.get(0),
-                address: address.parse().map_err(|_| corrupt())?,
-                asset: asset
-                    .map(|a| a.parse().map_err(|_| corrupt()))
-                    .transpose()?,
-                status: r.get(3),
-                settlement: r.get(4),
+                &[&chain],
+            )
+            .await?;
+        rows.iter()
+            .map(|r| {
+                let corrupt = || StoreError::Corrupt("payments");
+                let address: String = r.get(1);
+                let asset: Option<String> = r.get(2);
+                Ok(Issued {
+                    payment_id: r.get(0),
+                    address: address.parse().map_err(|_| corrupt())?,
+                    asset: asset
+                        .map(|a| a.parse().map_err(|_| corrupt()))
+                        .transpose()?,
+                    status: r.get(3),
+                    settlement: r.get(4),
+                })
             })
-        })
-        .collect()
+            .collect()
+    })
+    .await
 }
 
 /// Puts a closed payment whose funds are still on its address back in line for a sweep.
 /// `false` when it is open or already waiting.
 pub async fn requeue(c: &impl GenericClient, payment_id: Uuid) -> Result<bool, StoreError> {
-    let n = c
-        .execute(
-            "UPDATE payments SET settlement_status = 'unswept', settlement_reason = NULL, \
+    super::timed("sweeps.requeue", async move {
+        let n = c
+            .execute(
+                "UPDATE payments SET settlement_status = 'unswept', settlement_reason = NULL, \
                updated_at = now() \
              WHERE id = $1 AND status IN ('confirmed', 'expired', 'canceled') \
                AND settlement_status IN ('swept', 'skipped')",
-            &[&payment_id],
-        )
-        .await?;
-    Ok(n > 0)
+                &[&payment_id],
+            )
+            .await?;
+        Ok(n > 0)
+    })
+    .await
 }
 
 /// Writes one signed attempt, `signed`, with its raw bytes.
@@ -674,10 +728,11 @@ pub async fn tank_stats(
     chain: &str,
     tank: &Address,
 ) -> Result<(Option<u64>, i64, Option<f64>), StoreError> {
-    let tank = lower_hex(tank);
-    let row = c
-        .query_one(
-            "SELECT (SELECT next_nonce FROM sender_nonces WHERE chain = $1 AND address = $2), \
+    super::timed("sweeps.tank_stats", async move {
+        let tank = lower_hex(tank);
+        let row = c
+            .query_one(
+                "SELECT (SELECT next_nonce FROM sender_nonces WHERE chain = $1 AND address = $2), \
                (SELECT count(*) FROM sweep_attempts a JOIN sweeps s ON s.id = a.sweep_id \
                  WHERE s.chain = $1 AND a.sender = $2 AND s.state = 'in_flight' \
                    AND a.state IN ('signed', 'broadcast', 'mined', 'replaced')), \
@@ -686,15 +741,17 @@ pub async fn tank_stats(
                   JOIN sweeps s ON s.id = a.sweep_id \
                   WHERE s.chain = $1 AND a.sender = $2 AND a.state = 'confirmed' \
                   ORDER BY a.created_at DESC LIMIT 50) recent)",
-            &[&chain, &tank],
-        )
-        .await?;
-    let next: Option<i64> = row.get(0);
-    Ok((
-        next.map(|n| u64::try_from(n).unwrap_or(0)),
-        row.get(1),
-        row.get(2),
-    ))
+                &[&chain, &tank],
+            )
+            .await?;
+        let next: Option<i64> = row.get(0);
+        Ok((
+            next.map(|n| u64::try_from(n).unwrap_or(0)),
+            row.get(1),
+            row.get(2),
+        ))
+    })
+    .await
 }
 
 /// Funds of closed payments on `chain` not swept yet, by token (`None`: native), raw units.
@@ -702,6 +759,7 @@ pub async fn unswept_value(
     c: &impl GenericClient,
     chain: &str,
 ) -> Result<Vec<(Option<Address>, f64)>, StoreError> {
+    super::timed("sweeps.unswept_value", async move {
     let rows = c
         .query(
             "SELECT asset_contract, sum(amount_received_raw)::float8 FROM payments \
@@ -722,14 +780,19 @@ pub async fn unswept_value(
             ))
         })
         .collect()
+    })
+    .await
 }
 
 /// The strategy of a sweep.
 pub async fn strategy(c: &impl GenericClient, sweep_id: Uuid) -> Result<String, StoreError> {
-    let row = c
-        .query_one("SELECT strategy FROM sweeps WHERE id = $1", &[&sweep_id])
-        .await?;
-    Ok(row.get(0))
+    super::timed("sweeps.strategy", async move {
+        let row = c
+            .query_one("SELECT strategy FROM sweeps WHERE id = $1", &[&sweep_id])
+            .await?;
+        Ok(row.get(0))
+    })
+    .await
 }
 
 /// The deposit addresses of a batched sweep with their tokens and keys (account, index).
@@ -737,27 +800,30 @@ pub async fn batch_members(
     c: &impl GenericClient,
     sweep_id: Uuid,
 ) -> Result<Vec<(Address, Option<Address>, u32, u32)>, StoreError> {
-    let rows = c
-        .query(
-            "SELECT p.address, p.asset_contract, m.account_index, p.derivation_index \
+    super::timed("sweeps.batch_members", async move {
+        let rows = c
+            .query(
+                "SELECT p.address, p.asset_contract, m.account_index, p.derivation_index \
              FROM sweep_payments sp JOIN payments p ON p.id = sp.payment_id \
              JOIN merchants m ON m.id = p.merchant_id WHERE sp.sweep_id = $1 ORDER BY p.id",
-            &[&sweep_id],
-        )
-        .await?;
-    rows.iter()
-        .map(|r| {
-            let corrupt = || StoreError::Corrupt("sweep_payments");
-            let address: String = r.get(0);
-            let token: Option<String> = r.get(1);
-            Ok((
-                address.parse().map_err(|_| corrupt())?,
-                token
-                    .map(|t| t.parse().map_err(|_| corrupt()))
-                    .transpose()?,
-                u32::try_from(r.get::<_, i32>(2)).map_err(|_| corrupt())?,
-                u32::try_from(r.get::<_, i32>(3)).map_err(|_| corrupt())?,
-            ))
-        })
-        .collect()
+                &[&sweep_id],
+            )
+            .await?;
+        rows.iter()
+            .map(|r| {
+                let corrupt = || StoreError::Corrupt("sweep_payments");
+                let address: String = r.get(0);
+                let token: Option<String> = r.get(1);
+                Ok((
+                    address.parse().map_err(|_| corrupt())?,
+                    token
+                        .map(|t| t.parse().map_err(|_| corrupt()))
+                        .transpose()?,
+                    u32::try_from(r.get::<_, i32>(2)).map_err(|_| corrupt())?,
+                    u32::try_from(r.get::<_, i32>(3)).map_err(|_| corrupt())?,
+                ))
+            })
+            .collect()
+    })
+    .await
 }

@@ -14,6 +14,7 @@ pub async fn set(
     chain: &str,
     address: &Address,
 ) -> Result<(), StoreError> {
+    super::timed("treasuries.set", async move {
     c.execute(
         "INSERT INTO merchant_treasuries (merchant_id, chain, address) VALUES ($1, $2, $3) \
          ON CONFLICT (merchant_id, chain) DO UPDATE SET address = EXCLUDED.address, updated_at = now()",
@@ -21,6 +22,8 @@ pub async fn set(
     )
     .await?;
     Ok(())
+    })
+    .await
 }
 
 /// Removes a merchant's treasury on `chain`; `false` when there was none.
@@ -29,13 +32,16 @@ pub async fn delete(
     merchant_id: Uuid,
     chain: &str,
 ) -> Result<bool, StoreError> {
-    let n = c
-        .execute(
-            "DELETE FROM merchant_treasuries WHERE merchant_id = $1 AND chain = $2",
-            &[&merchant_id, &chain],
-        )
-        .await?;
-    Ok(n > 0)
+    super::timed("treasuries.delete", async move {
+        let n = c
+            .execute(
+                "DELETE FROM merchant_treasuries WHERE merchant_id = $1 AND chain = $2",
+                &[&merchant_id, &chain],
+            )
+            .await?;
+        Ok(n > 0)
+    })
+    .await
 }
 
 /// A merchant's treasuries by chain.
@@ -43,21 +49,24 @@ pub async fn list(
     c: &impl GenericClient,
     merchant_id: Uuid,
 ) -> Result<Vec<(String, Address)>, StoreError> {
-    let rows = c
+    super::timed("treasuries.list", async move {
+        let rows = c
         .query(
             "SELECT chain, address FROM merchant_treasuries WHERE merchant_id = $1 ORDER BY chain",
             &[&merchant_id],
         )
         .await?;
-    rows.iter()
-        .map(|r| {
-            let address: String = r.get(1);
-            Ok((
-                r.get(0),
-                address
-                    .parse()
-                    .map_err(|_| StoreError::Corrupt("merchant_treasuries"))?,
-            ))
-        })
-        .collect()
+        rows.iter()
+            .map(|r| {
+                let address: String = r.get(1);
+                Ok((
+                    r.get(0),
+                    address
+                        .parse()
+                        .map_err(|_| StoreError::Corrupt("merchant_treasuries"))?,
+                ))
+            })
+            .collect()
+    })
+    .await
 }

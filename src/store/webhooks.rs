@@ -52,23 +52,26 @@ pub async fn create_endpoint(
     description: Option<&str>,
     secret: &str,
 ) -> Result<WebhookEndpoint, StoreError> {
-    let row = c
-        .query_one(
-            &format!(
+    super::timed("webhooks.create_endpoint", async move {
+        let row = c
+            .query_one(
+                &format!(
                 "INSERT INTO webhook_endpoints (id, merchant_id, url, events, description, secret) \
                  VALUES ($1, $2, $3, $4, $5, $6) RETURNING {ENDPOINT_COLUMNS}"
             ),
-            &[
-                &Uuid::now_v7(),
-                &merchant_id,
-                &url,
-                &events,
-                &description,
-                &secret,
-            ],
-        )
-        .await?;
-    Ok(endpoint_of(&row))
+                &[
+                    &Uuid::now_v7(),
+                    &merchant_id,
+                    &url,
+                    &events,
+                    &description,
+                    &secret,
+                ],
+            )
+            .await?;
+        Ok(endpoint_of(&row))
+    })
+    .await
 }
 
 /// A merchant's endpoints, newest first.
@@ -76,17 +79,20 @@ pub async fn list_endpoints(
     c: &impl GenericClient,
     merchant_id: Uuid,
 ) -> Result<Vec<WebhookEndpoint>, StoreError> {
-    Ok(c.query(
-        &format!(
-            "SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints \
+    super::timed("webhooks.list_endpoints", async move {
+        Ok(c.query(
+            &format!(
+                "SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints \
                  WHERE merchant_id = $1 AND deleted_at IS NULL ORDER BY id DESC"
-        ),
-        &[&merchant_id],
-    )
-    .await?
-    .iter()
-    .map(endpoint_of)
-    .collect())
+            ),
+            &[&merchant_id],
+        )
+        .await?
+        .iter()
+        .map(endpoint_of)
+        .collect())
+    })
+    .await
 }
 
 /// Deletes an endpoint; its undelivered deliveries become dead. False when not found.
@@ -95,6 +101,7 @@ pub async fn delete_endpoint(
     merchant_id: Uuid,
     id: Uuid,
 ) -> Result<bool, StoreError> {
+    super::timed("webhooks.delete_endpoint", async move {
     let n = c
         .execute(
             "UPDATE webhook_endpoints SET deleted_at = now() WHERE merchant_id = $1 AND id = $2 AND deleted_at IS NULL",
@@ -110,6 +117,8 @@ pub async fn delete_endpoint(
         .await?;
     }
     Ok(n == 1)
+    })
+    .await
 }
 
 /// Replaces the secret; the old one keeps signing for `grace_seconds`.
@@ -120,6 +129,7 @@ pub async fn rotate_secret(
     new_secret: &str,
     grace_seconds: u64,
 ) -> Result<Option<WebhookEndpoint>, StoreError> {
+    super::timed("webhooks.rotate_secret", async move {
     let grace = grace_seconds as f64;
     let row = c
         .query_opt(
@@ -132,6 +142,8 @@ pub async fn rotate_secret(
         )
         .await?;
     Ok(row.as_ref().map(endpoint_of))
+    })
+    .await
 }
 
 /// Creates a delivery of an event for every enabled endpoint of the merchant that
@@ -199,19 +211,22 @@ pub async fn lock_and_count_endpoints(
     c: &impl GenericClient,
     merchant_id: Uuid,
 ) -> Result<u64, StoreError> {
-    c.execute(
-        "SELECT 1 FROM merchants WHERE id = $1 FOR UPDATE",
-        &[&merchant_id],
-    )
-    .await?;
-    let n: i64 = c
+    super::timed("webhooks.lock_and_count_endpoints", async move {
+        c.execute(
+            "SELECT 1 FROM merchants WHERE id = $1 FOR UPDATE",
+            &[&merchant_id],
+        )
+        .await?;
+        let n: i64 = c
         .query_one(
             "SELECT count(*) FROM webhook_endpoints WHERE merchant_id = $1 AND deleted_at IS NULL",
             &[&merchant_id],
         )
         .await?
         .get(0);
-    Ok(u64::try_from(n).unwrap_or(0))
+        Ok(u64::try_from(n).unwrap_or(0))
+    })
+    .await
 }
 
 /// Claims up to `limit` due deliveries, leasing them for `lease_seconds` so that no other
@@ -436,6 +451,7 @@ pub async fn list_deliveries(
     merchant_id: Uuid,
     f: &DeliveryFilter,
 ) -> Result<(Vec<DeliveryView>, bool), StoreError> {
+    super::timed("webhooks.list_deliveries", async move {
     let limit = i64::from(f.limit) + 1;
     let rows = c
         .query(
@@ -492,6 +508,8 @@ pub async fn list_deliveries(
         })
         .collect::<Result<Vec<_>, StoreError>>()?;
     Ok((page, has_more))
+    })
+    .await
 }
 
 /// Makes a delivery due now, whatever its state. `None` when not found; `Some(false)` when
@@ -501,6 +519,7 @@ pub async fn redeliver(
     merchant_id: Uuid,
     id: Uuid,
 ) -> Result<Option<bool>, StoreError> {
+    super::timed("webhooks.redeliver", async move {
     let row = c
         .query_opt(
             "SELECT e.status = 'enabled' AND e.deleted_at IS NULL FROM webhook_deliveries d \
@@ -521,6 +540,8 @@ pub async fn redeliver(
     )
     .await?;
     Ok(Some(true))
+    })
+    .await
 }
 
 /// Undelivered deliveries to enabled endpoints, and the age in seconds of the oldest.

@@ -29,7 +29,7 @@ use opentelemetry_sdk::trace::{
     SpanExporter,
 };
 use prometheus::{IntCounter, IntCounterVec};
-use slog::{Drain, Logger, OwnedKVList, Record, KV};
+use slog::{Drain, OwnedKVList, Record, KV};
 
 use crate::config::{InboundTrace, TelemetrySettings};
 use crate::telemetry::metrics::cross;
@@ -286,12 +286,11 @@ pub fn inbound(policy: InboundTrace, traceparent: Option<&str>) -> (Context, Vec
     }
 }
 
-/// The hex trace id of the current span, for places that report elsewhere (Sentry).
-pub fn current_trace_id() -> Option<String> {
+/// The hex trace id of `cx`'s span, for places that report elsewhere (Sentry).
+pub fn trace_id(cx: &Context) -> Option<String> {
     if !enabled() {
         return None;
     }
-    let cx = Context::current();
     let span = cx.span();
     let sc = span.span_context();
     sc.is_valid().then(|| sc.trace_id().to_string())
@@ -353,18 +352,6 @@ impl<D: Drain> Drain for TraceIds<D> {
     fn is_enabled(&self, level: slog::Level) -> bool {
         self.0.is_enabled(level)
     }
-}
-
-/// A logger for work running in `cx`'s span when the span is not attached to the thread
-/// that logs (a spawned task): the ids become part of the logger itself.
-pub fn logger_in(log: &Logger, cx: &Context) -> Logger {
-    let sc = cx.span().span_context().clone();
-    if !sc.is_valid() {
-        return log.clone();
-    }
-    log.new(
-        slog::o!("trace_id" => sc.trace_id().to_string(), "span_id" => sc.span_id().to_string()),
-    )
 }
 
 #[cfg(test)]

@@ -499,7 +499,11 @@ fn flush_sentry() {
     }
 }
 
-async fn sentry_app(anvil: &Anvil, dsn: &str) -> (TestApp, Option<sentry::ClientInitGuard>) {
+async fn sentry_app(
+    anvil: &Anvil,
+    dsn: &str,
+    otlp: Option<String>,
+) -> (TestApp, Option<sentry::ClientInitGuard>) {
     let mut telemetry = crate::helpers::base_settings("postgres://unused@127.0.0.1/x").telemetry;
     telemetry.sentry_dsn = ctrip::config::Secret::new(dsn);
     telemetry.environment = "ci".into();
@@ -509,6 +513,7 @@ async fn sentry_app(anvil: &Anvil, dsn: &str) -> (TestApp, Option<sentry::Client
     let app = spawn_app_with(move |s| {
         s.telemetry.sentry_dsn = ctrip::config::Secret::new(dsn);
         s.telemetry.environment = "ci".into();
+        s.telemetry.otlp_endpoint = otlp.map(|u| u.parse().expect("url"));
         let mut chain = test_chain("devchain", 31337, &rpc);
         chain.poll_interval = Some(Duration::from_millis(200));
         s.chains = vec![chain];
@@ -533,7 +538,8 @@ async fn restarts(app: &TestApp) -> f64 {
 async fn each_actor_failure_is_one_sentry_event_with_release_environment_and_tags() {
     let rx = EnvelopeReceiver::start().await;
     let anvil = Anvil::start(None).await.expect("anvil");
-    let (app, guard) = sentry_app(&anvil, &rx.dsn()).await;
+    let collector = Collector::start(false).await;
+    let (app, guard) = sentry_app(&anvil, &rx.dsn(), Some(collector.endpoint())).await;
     assert!(guard.is_some());
     eventually(30, "the confirmer to run", || async {
         let (_, d) = app.health_detail().await;
@@ -564,6 +570,11 @@ async fn each_actor_failure_is_one_sentry_event_with_release_environment_and_tag
         assert_eq!(e["environment"], "ci", "{e}");
         assert_eq!(e["tags"]["chain"], "devchain", "{e}");
         assert_eq!(e["tags"]["actor"], "confirmer", "{e}");
+        let trace_id = e["tags"]["trace_id"].as_str().unwrap_or("");
+        assert!(
+            trace_id.len() == 32 && trace_id.bytes().all(|b| b.is_ascii_hexdigit()),
+            "the failing tick's trace id: {e}"
+        );
     }
     let raw = rx.raw();
     for secret in [
@@ -582,7 +593,7 @@ async fn without_a_configured_dsn_nothing_is_sent_whatever_the_environment_says(
     // Sentry's own environment variable is not a way in: only telemetry.sentry_dsn is.
     std::env::set_var("SENTRY_DSN", rx.dsn());
     let anvil = Anvil::start(None).await.expect("anvil");
-    let (app, guard) = sentry_app(&anvil, "").await;
+    let (app, guard) = sentry_app(&anvil, "", None).await;
     assert!(guard.is_none());
     eventually(30, "the confirmer to run", || async {
         let (_, d) = app.health_detail().await;
