@@ -622,6 +622,43 @@ pub struct SupervisionSettings {
     /// How often the idempotency-key purge runs; keys older than a day are deleted.
     #[serde(rename = "idempotency_purge_interval_ms", with = "duration::ms")]
     pub idempotency_purge_interval: Duration,
+    /// How long a chain lease lasts unless renewed (a dead leader's chains move after it).
+    #[serde(
+        rename = "lease_ttl_ms",
+        with = "duration::ms",
+        default = "default_lease_ttl"
+    )]
+    pub lease_ttl: Duration,
+    /// How often a leader renews its chain leases.
+    #[serde(
+        rename = "lease_renew_ms",
+        with = "duration::ms",
+        default = "default_lease_renew"
+    )]
+    pub lease_renew: Duration,
+    /// How often a replica tries to take the leases it does not hold.
+    #[serde(
+        rename = "lease_poll_ms",
+        with = "duration::ms",
+        default = "default_lease_poll"
+    )]
+    pub lease_poll: Duration,
+    /// This process's name in the lease table; unset: host name, process id and a random
+    /// suffix (unique per start).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replica_id: Option<String>,
+}
+
+fn default_lease_ttl() -> Duration {
+    Duration::from_secs(10)
+}
+
+fn default_lease_renew() -> Duration {
+    Duration::from_secs(2)
+}
+
+fn default_lease_poll() -> Duration {
+    Duration::from_millis(500)
 }
 
 /// Where a fresh scan cursor begins.
@@ -1089,6 +1126,14 @@ impl Settings {
                 "not a valid PostgreSQL URL (postgres://user:password@host:port/db)",
             )
         })?;
+        let sv = &self.supervision;
+        if sv.lease_renew.is_zero() || sv.lease_poll.is_zero() || sv.lease_ttl < sv.lease_renew * 2
+        {
+            return Err(ConfigError::invalid(
+                "supervision.lease_ttl_ms",
+                "must be at least twice supervision.lease_renew_ms (and both, with lease_poll_ms, above 0)",
+            ));
+        }
         if !(0.0..=1.0).contains(&self.telemetry.trace_sample_ratio) {
             return Err(ConfigError::invalid(
                 "telemetry.trace_sample_ratio",

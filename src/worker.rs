@@ -45,6 +45,19 @@ pub trait Work: Send + 'static {
     fn interval(&self) -> Duration;
     /// One unit of work. Completing it counts as progress (a heartbeat).
     fn tick_once(&mut self) -> impl Future<Output = Result<(), Self::Error>> + Send;
+    /// Runs once when the actor stops for good or for a restart (a lease keeper gives its
+    /// lease up here).
+    fn stop(&mut self) -> impl Future<Output = ()> + Send {
+        async {}
+    }
+}
+
+/// Whether a worker may run its ticks now. A closed gate (this replica does not lead the
+/// worker's chain) makes a tick a no-op that still counts as progress: standing by is
+/// healthy.
+pub trait Gate: Send + Sync + 'static {
+    /// Whether ticks run.
+    fn open(&self) -> bool;
 }
 
 /// Messages of a worker.
@@ -77,6 +90,8 @@ pub struct WorkerArgs<W> {
     pub faults: Arc<Faults>,
     /// Delay before retrying a failed tick, by consecutive failures.
     pub retry: Backoff,
+    /// Runs ticks only while open (chain workers: while this replica leads the chain).
+    pub gate: Option<Arc<dyn Gate>>,
 }
 
 /// When the tick after one that ended with `failures` consecutive failures runs: the
@@ -150,6 +165,11 @@ impl<W: Work> Actor for Worker<W> {
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         let WorkerMsg::Tick = msg;
+        if state.args.gate.as_ref().is_some_and(|g| !g.open()) {
+            state.args.heartbeat.beat();
+            myself.send_after(state.args.work.interval(), || WorkerMsg::Tick);
+            return Ok(());
+        }
         let cx = crate::telemetry::trace::start(
             "worker.tick",
             SpanKind::Internal,
@@ -212,6 +232,7 @@ impl<W: Work> Actor for Worker<W> {
         _myself: ActorRef<WorkerMsg>,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
+        state.args.work.stop().await;
         slog::info!(state.args.log, "actor stopped");
         Ok(())
     }

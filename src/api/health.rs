@@ -158,6 +158,44 @@ pub async fn detail(state: &AppState) -> ApiResult {
     );
     warn |= pool.waiting > 0;
 
+    // Chain leadership as the lease table says (any replica shows the same).
+    let leases = match state.store.client().await {
+        Ok(c) if db_ok => crate::store::leases::list(&c).await.unwrap_or_default(),
+        _ => Vec::new(),
+    };
+    let db_now = chrono::Utc::now();
+    for c in &state.settings.chains {
+        let name = format!("chain:{}", c.name);
+        let lease = leases.iter().find(|l| l.name == name);
+        let (st, value, out) = match lease {
+            Some(l) if l.expires_at > db_now => (
+                "pass",
+                json!({
+                    "holder": l.holder,
+                    "token": l.token,
+                    "age_seconds": (db_now - l.acquired_at).num_milliseconds() as f64 / 1000.0,
+                    "expires_in_seconds": (l.expires_at - db_now).num_milliseconds() as f64 / 1000.0,
+                }),
+                None,
+            ),
+            Some(l) => (
+                "warn",
+                json!({"holder": l.holder, "token": l.token}),
+                Some("no leader: the lease lapsed and no replica has taken it yet".to_string()),
+            ),
+            None => (
+                "warn",
+                json!(null),
+                Some("no leader yet: no replica has taken the lease".to_string()),
+            ),
+        };
+        warn |= st == "warn" && state.settings.supervision.enabled;
+        checks.insert(
+            format!("{}.lease:holder", c.name),
+            json!([check(&c.name, "component", value, "lease", st, &now, out)]),
+        );
+    }
+
     let chains = state.chain_status.snapshot();
     for c in &state.settings.chains {
         let status = chains.get(&c.name).cloned().unwrap_or_default();

@@ -28,6 +28,8 @@ pub struct Application {
     metrics: Metrics,
     rpcs: tree::ChainClients,
     tracing: crate::telemetry::trace::Tracing,
+    chain_store: Store,
+    leaderships: Arc<HashMap<String, crate::chain::lease::Leadership>>,
 }
 
 impl Application {
@@ -85,6 +87,26 @@ impl Application {
             slog::warn!(log, "no [[chains]] configured: payments cannot be created");
         }
         let known_actors = tree::actor_labels(&settings);
+        // The chain workers get a pool of their own: their sessions carry a lease fence.
+        let chain_store = Store::separate_pool(&settings.database, settings.chains.len() * 3 + 1)?;
+        let replica = settings
+            .supervision
+            .replica_id
+            .clone()
+            .unwrap_or_else(default_replica_id);
+        let leaderships: HashMap<_, _> = settings
+            .chains
+            .iter()
+            .map(|c| {
+                (
+                    c.name.clone(),
+                    crate::chain::lease::Leadership::new(&c.name, &replica),
+                )
+            })
+            .collect();
+        if !settings.chains.is_empty() {
+            slog::info!(log, "replica"; "replica_id" => &replica);
+        }
         let state = AppState {
             settings: Arc::new(settings),
             chains: Arc::new(chains),
@@ -106,6 +128,8 @@ impl Application {
             metrics,
             rpcs: Default::default(),
             tracing,
+            chain_store,
+            leaderships: Arc::new(leaderships),
         })
     }
 
@@ -125,6 +149,8 @@ impl Application {
             faults: state.faults.clone(),
             directory: state.directory.clone(),
             rpcs: self.rpcs.clone(),
+            chain_store: self.chain_store.clone(),
+            leaderships: self.leaderships.clone(),
         }
     }
 
@@ -222,6 +248,21 @@ impl Application {
         let _ = tokio::task::spawn_blocking(move || tracing.shutdown()).await;
         Ok(())
     }
+}
+
+/// A name unique to this process: host, process id and a random suffix (a restarted
+/// process is a new holder and begins a new term).
+fn default_replica_id() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "host".into());
+    format!(
+        "{host}-{}-{:08x}",
+        std::process::id(),
+        rand::random::<u32>()
+    )
 }
 
 /// Resolves on SIGINT or SIGTERM.

@@ -4,7 +4,8 @@
 //! ```text
 //! root (one_for_one, never melts down)
 //! ├── {chain}        one supervisor per chain (one_for_one, melts down after too many
-//! │   ├── scanner    restarts; the root then retries the whole chain with a slow backoff)
+//! │   ├── lease      restarts; the root then retries the whole chain with a slow backoff)
+//! │   ├── scanner    (the three workers run only while the lease keeper holds the lease)
 //! │   ├── confirmer
 //! │   └── sweeper
 //! └── webhooks       the dispatcher pool (one_for_one)
@@ -26,6 +27,7 @@ use tokio::sync::mpsc::UnboundedSender;
 
 use crate::api::janitor::Janitor;
 use crate::chain::confirmer::Confirmer;
+use crate::chain::lease::{Leadership, LeaseKeeper, LeaseTiming};
 use crate::chain::metrics::ChainMetrics;
 use crate::chain::scanner::Scanner;
 use crate::chain::sweeper::Sweeper;
@@ -40,8 +42,10 @@ use crate::webhook::dispatcher::Dispatcher;
 use crate::webhook::metrics::WebhookMetrics;
 use crate::worker::{Faults, Work};
 
-/// The names of a chain's workers, in start order.
-pub const CHAIN_ACTORS: [&str; 3] = ["scanner", "confirmer", "sweeper"];
+/// The names of a chain's workers, in start order: the lease keeper first, so it holds
+/// the lease (or knows it does not) before the workers gated on it tick, and stops last,
+/// releasing it once they are gone.
+pub const CHAIN_ACTORS: [&str; 4] = ["lease", "scanner", "confirmer", "sweeper"];
 
 /// The `(chain, actor)` metric label pairs of every worker the settings describe.
 pub fn actor_labels(settings: &Settings) -> Vec<(String, String)> {
@@ -83,6 +87,10 @@ pub struct TreeContext {
     /// One RPC client per chain, shared by all of the chain's workers and kept across
     /// their restarts (heads are polled once and endpoint backoff is shared).
     pub rpcs: ChainClients,
+    /// The chain workers' own pool; each chain's workers use it fenced by their lease.
+    pub chain_store: Store,
+    /// This replica's view of every chain's lease.
+    pub leaderships: Arc<HashMap<String, Leadership>>,
 }
 
 /// The chains' RPC clients, built on first use.
@@ -134,18 +142,27 @@ impl TreeContext {
         key: String,
         hb: Heartbeat,
         log: Logger,
+        gate: Option<Arc<dyn crate::worker::Gate>>,
         parent: ActorCell,
     ) -> Result<ActorCell, SpawnErr> {
-        spawn_worker(
+        let args = crate::worker::WorkerArgs {
             work,
             key,
-            hb,
+            heartbeat: hb,
             log,
-            self.faults.clone(),
-            self.tick_retry(),
-            parent,
-        )
-        .await
+            faults: self.faults.clone(),
+            retry: self.tick_retry(),
+            gate,
+        };
+        spawn_worker(args, parent).await
+    }
+
+    /// This replica's view of `chain`'s lease.
+    fn leadership(&self, chain: &str) -> Result<Leadership, SpawnErr> {
+        self.leaderships
+            .get(chain)
+            .cloned()
+            .ok_or_else(|| SpawnErr::StartupFailed(format!("{chain}: no lease view").into()))
     }
 
     fn worker_backoff(&self) -> Backoff {
@@ -256,25 +273,44 @@ impl TreeContext {
             self.chain_rpc(chain)
                 .map_err(|e| SpawnErr::StartupFailed(format!("{}: {e}", chain.name).into()))
         };
+        let leadership = self.leadership(&chain.name)?;
+        let store = self.chain_store.fenced(leadership.fence());
+        let gate: Option<Arc<dyn crate::worker::Gate>> = Some(Arc::new(leadership.clone()));
         match actor {
+            "lease" => {
+                let s = &self.settings.supervision;
+                let work = LeaseKeeper::new(
+                    &chain.name,
+                    leadership,
+                    self.store.clone(),
+                    LeaseTiming {
+                        ttl: s.lease_ttl,
+                        renew_every: s.lease_renew,
+                        poll_every: s.lease_poll,
+                    },
+                    self.chain_metrics.clone(),
+                    log.clone(),
+                );
+                self.spawn(work, key, hb, log, None, parent).await
+            }
             "scanner" => {
                 let work = Scanner::new(
                     chain.clone(),
                     rpc()?,
-                    self.store.clone(),
+                    store.clone(),
                     self.chain_status.clone(),
                     self.chain_metrics.clone(),
                     self.payment_metrics.clone(),
                     log.clone(),
                     self.settings.payments.late_funds_window.as_secs(),
                 );
-                self.spawn(work, key, hb, log, parent).await
+                self.spawn(work, key, hb, log, gate, parent).await
             }
             "confirmer" => {
                 let work = Confirmer::new(
                     &chain.name,
                     rpc()?,
-                    self.store.clone(),
+                    store.clone(),
                     self.chain_metrics.clone(),
                     self.payment_metrics.clone(),
                     log.clone(),
@@ -282,20 +318,20 @@ impl TreeContext {
                 )
                 .with_status(self.chain_status.clone())
                 .with_confirmation_budget(chain.confirmation_budget());
-                self.spawn(work, key, hb, log, parent).await
+                self.spawn(work, key, hb, log, gate, parent).await
             }
             _ => {
                 let work = Sweeper::new(
                     chain.clone(),
                     rpc()?,
-                    self.store.clone(),
+                    store,
                     self.signer.clone(),
                     self.chain_metrics.clone(),
                     log.clone(),
                     worker_tick(tick, actor),
                 )
                 .with_status(self.chain_status.clone());
-                self.spawn(work, key, hb, log, parent).await
+                self.spawn(work, key, hb, log, gate, parent).await
             }
         }
     }
@@ -322,7 +358,7 @@ impl TreeContext {
                         .map_err(|e| {
                             SpawnErr::StartupFailed(format!("webhook client: {e}").into())
                         })?;
-                        ctx.spawn(work, key, hb, log, parent).await
+                        ctx.spawn(work, key, hb, log, None, parent).await
                     }
                 })
                 .backoff(self.worker_backoff())
@@ -337,7 +373,7 @@ impl TreeContext {
                 async move {
                     let log = ctx.log.new(o!("actor" => "janitor"));
                     let work = Janitor::new(ctx.store.clone(), purge_every, log.clone());
-                    ctx.spawn(work, "webhooks.janitor".into(), hb, log, parent)
+                    ctx.spawn(work, "webhooks.janitor".into(), hb, log, None, parent)
                         .await
                 }
             })

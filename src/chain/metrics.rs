@@ -37,6 +37,12 @@ crate::declare_metrics! {
             zero = cross(&[chains, &["eth_blockNumber"], &RPC_OUTCOMES]);
         rpc_duration: HistogramVec = "rpc_request_duration_seconds" ["chain", "method"],
             "RPC request duration.";
+        lease_leader: IntGaugeVec = "chain_lease_leader" ["chain"],
+            "1 while this replica holds the chain's lease and runs its workers, else 0.",
+            zero = cross(&[chains]);
+        lease_takeovers: IntCounterVec = "chain_lease_takeovers_total" ["chain"],
+            "Terms of the chain's lease this replica began (each takes the lease over).",
+            zero = cross(&[chains]);
         pending_payments: IntGaugeVec = "confirmer_pending_payments" ["chain"],
             "Open payments (pending, partially paid, processing).",
             zero = cross(&[chains]);

@@ -2,6 +2,7 @@
 //! the chain workers (scanner, confirmer, sweeper).
 
 pub mod confirmer;
+pub mod lease;
 pub mod metrics;
 pub mod rpc;
 pub mod scanner;

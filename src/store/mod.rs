@@ -7,6 +7,7 @@
 pub mod api_keys;
 pub mod chain;
 pub mod idempotency;
+pub mod leases;
 pub mod merchants;
 pub mod metrics;
 pub mod payments;
@@ -54,6 +55,9 @@ pub enum StoreError {
     BadUrl,
 }
 
+/// SQLSTATE the fence trigger raises when a chain worker's term is over.
+const FENCED: &str = "CT001";
+
 impl crate::worker::Retryable for StoreError {
     fn is_retryable(&self) -> bool {
         StoreError::is_retryable(self)
@@ -75,12 +79,19 @@ impl StoreError {
                 e.is_closed()
                     || matches!(
                         e.code().map(|c| c.code()),
-                        Some("40001" | "40P01" | "57014" | "57P01" | "08006" | "08003")
+                        Some("40001" | "40P01" | "57014" | "57P01" | "08006" | "08003" | FENCED)
                     )
                     || e.as_db_error().is_none()
             }
             _ => false,
         }
+    }
+
+    /// A chain worker wrote under a lease term that is over (another replica took the
+    /// chain over, or the lease lapsed): nothing was written, and retrying cannot help
+    /// until this replica leads again.
+    pub fn is_fenced(&self) -> bool {
+        matches!(self, Self::Db(e) if e.code().map(|c| c.code()) == Some(FENCED))
     }
 
     /// The violated constraint's name, for unique-violation handling.
@@ -118,6 +129,29 @@ pub struct PoolStatus {
 #[derive(Clone)]
 pub struct Store {
     pool: Pool,
+    fence: Option<Fence>,
+}
+
+/// The lease term a chain worker's writes must hold (`<lease>@<token>`), shared between the
+/// lease keeper that changes it and the workers whose connections carry it.
+#[derive(Clone, Debug)]
+pub struct Fence(Arc<RwLock<String>>);
+
+impl Fence {
+    /// A fence at `value`.
+    pub fn new(value: String) -> Self {
+        Self(Arc::new(RwLock::new(value)))
+    }
+
+    /// Moves the fence to another term.
+    pub fn set(&self, value: String) {
+        *self.0.write().unwrap_or_else(|p| p.into_inner()) = value;
+    }
+
+    /// The current value.
+    pub fn get(&self) -> String {
+        self.0.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
 }
 
 /// Where statement and pool timings go once the process has its metrics.
@@ -202,7 +236,25 @@ impl Store {
             .recycle_timeout(Some(timeout))
             .build()
             .map_err(|_| StoreError::BadUrl)?;
-        Ok(Self { pool })
+        Ok(Self { pool, fence: None })
+    }
+
+    /// The same database with a pool of its own of `size` connections (the chain
+    /// workers', so fenced sessions never serve the API).
+    pub fn separate_pool(settings: &DatabaseSettings, size: usize) -> Result<Self, StoreError> {
+        let mut s = settings.clone();
+        s.pool_size = size.max(1);
+        Self::new(&s)
+    }
+
+    /// This store with every connection it hands out carrying `fence`: the database then
+    /// refuses any write to the chain tables once that term is over. Use it only on a
+    /// pool of its own ([`Store::separate_pool`]): the setting stays on the connection.
+    pub fn fenced(&self, fence: Fence) -> Self {
+        Self {
+            pool: self.pool.clone(),
+            fence: Some(fence),
+        }
     }
 
     /// Reports pool and statement timings into `metrics` from now on, with a
@@ -228,7 +280,14 @@ impl Store {
                 t.metrics.timeouts.with_label_values(&[kind]).inc();
             }
         }
-        Ok(got?)
+        let client = got?;
+        if let Some(f) = &self.fence {
+            // Lease names and tokens are `[a-z0-9:_-]` and digits, so the literal is safe.
+            client
+                .batch_execute(&format!("SET ctrip.fence = '{}'", f.get()))
+                .await?;
+        }
+        Ok(client)
     }
 
     /// Applies pending migrations. An advisory lock keeps concurrent starts of several

@@ -5,15 +5,13 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use actors::{
-    Backoff, Heartbeat, RestartReason, Supervisor, SupervisorEvent, SupervisorMsg, SupervisorSpec,
-};
+use actors::{RestartReason, Supervisor, SupervisorEvent, SupervisorMsg, SupervisorSpec};
 use ractor::concurrency::JoinHandle;
 use ractor::{Actor, ActorCell, ActorRef, SpawnErr};
 use slog::Logger;
 use tokio::sync::mpsc::{unbounded_channel, UnboundedSender};
 
-use crate::worker::{Faults, Work, Worker, WorkerArgs};
+use crate::worker::{Work, Worker, WorkerArgs};
 
 /// Live supervisor references by group, kept current across restarts, so operators can
 /// bounce one actor.
@@ -44,24 +42,11 @@ pub struct Tree {
     log: Logger,
 }
 
-/// Spawns the actor running `work`, linked to `parent`.
+/// Spawns the actor running `args.work`, linked to `parent`.
 pub async fn spawn_worker<W: Work>(
-    work: W,
-    key: String,
-    heartbeat: Heartbeat,
-    log: Logger,
-    faults: Arc<Faults>,
-    retry: Backoff,
+    args: WorkerArgs<W>,
     parent: ActorCell,
 ) -> Result<ActorCell, SpawnErr> {
-    let args = WorkerArgs {
-        work,
-        key,
-        heartbeat,
-        log,
-        faults,
-        retry,
-    };
     Actor::spawn_linked(None, Worker::<W>::default(), args, parent)
         .await
         .map(|(r, _)| r.get_cell())

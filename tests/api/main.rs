@@ -12,6 +12,7 @@ mod health;
 mod helpers;
 mod hostile;
 mod integrity;
+mod leases;
 mod observability;
 mod payments;
 mod proxy;

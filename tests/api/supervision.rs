@@ -430,6 +430,7 @@ poll_interval_ms = 200
     assert_eq!(
         started,
         [
+            "one.lease",
             "one.scanner",
             "one.confirmer",
             "one.sweeper",
