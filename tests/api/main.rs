@@ -7,6 +7,7 @@ mod auth;
 mod chain;
 mod chaos;
 mod dev;
+mod failover;
 mod hardening;
 mod health;
 mod helpers;
