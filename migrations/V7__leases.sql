@@ -48,3 +48,11 @@ BEGIN
     END LOOP;
 END
 $$;
+
+-- Replicas seen recently (each lease keeper marks its replica on every tick), so that a
+-- replica takes at most its fair share of the chains and gives up what exceeds it: chains
+-- spread over the replicas that are up.
+CREATE TABLE replicas (
+    id      text PRIMARY KEY,
+    seen_at timestamptz NOT NULL
+);

@@ -274,13 +274,16 @@ impl TreeContext {
                 .map_err(|e| SpawnErr::StartupFailed(format!("{}: {e}", chain.name).into()))
         };
         let leadership = self.leadership(&chain.name)?;
-        let store = self.chain_store.fenced(leadership.fence());
+        let store = self
+            .chain_store
+            .fenced(leadership.fence(), self.settings.supervision.lease_ttl);
         let gate: Option<Arc<dyn crate::worker::Gate>> = Some(Arc::new(leadership.clone()));
         match actor {
             "lease" => {
                 let s = &self.settings.supervision;
                 let work = LeaseKeeper::new(
                     &chain.name,
+                    self.settings.chains.len(),
                     leadership,
                     self.store.clone(),
                     LeaseTiming {

@@ -112,6 +112,8 @@ impl Gate for Leadership {
 /// Takes, renews and releases one chain's lease.
 pub struct LeaseKeeper {
     chain: String,
+    /// How many chains the configuration has (for the fair share).
+    chains: usize,
     leadership: Leadership,
     store: Store,
     timing: LeaseTiming,
@@ -123,6 +125,7 @@ impl LeaseKeeper {
     /// A keeper for `leadership`, writing the lease through `store` (an unfenced pool).
     pub fn new(
         chain: &str,
+        chains: usize,
         leadership: Leadership,
         store: Store,
         timing: LeaseTiming,
@@ -131,6 +134,7 @@ impl LeaseKeeper {
     ) -> Self {
         Self {
             chain: chain.to_string(),
+            chains,
             leadership,
             store,
             timing,
@@ -148,9 +152,26 @@ impl LeaseKeeper {
         slog::warn!(self.log, "chain lease lost; workers stand by"; "reason" => why);
     }
 
-    /// One renewal or takeover attempt.
+    /// One renewal or takeover attempt. Chains spread: a replica takes a free lease only
+    /// while it leads fewer than its fair share of the chains, and gives up its last
+    /// lease (by name) while it leads more, so a replica that starts later gets chains.
     pub async fn keep_once(&mut self) -> Result<(), TickError> {
         let started = Instant::now();
+        let (mine, live) = {
+            let client = self.store.client().await?;
+            leases::share(&client, &self.leadership.holder, self.timing.ttl).await?
+        };
+        let fair = leases::fair_share(self.chains, live);
+        let l = &self.leadership;
+        if l.held_token().is_some()
+            && mine.len() > fair
+            && mine.last().map(String::as_str) == Some(l.lease.as_str())
+        {
+            slog::info!(self.log, "giving the chain up to spread chains over replicas";
+                "leading" => mine.len(), "fair_share" => fair, "replicas" => live);
+            self.release().await;
+            return Ok(());
+        }
         let l = &self.leadership;
         if let Some(token) = l.held_token() {
             if l.token().is_none() {
@@ -167,6 +188,9 @@ impl LeaseKeeper {
                     Err(e) => return Err(e.into()),
                 }
             }
+        }
+        if mine.len() >= fair {
+            return Ok(());
         }
         let client = self.store.client().await?;
         if let Some(token) = leases::acquire(&client, &l.lease, &l.holder, self.timing.ttl).await? {

@@ -97,6 +97,41 @@ pub async fn release(
     .await
 }
 
+/// How the chains should spread: this replica's unexpired leases (by name) and the
+/// replicas seen within `ttl` (this one included). Marks this replica as seen.
+pub async fn share(
+    c: &impl GenericClient,
+    holder: &str,
+    ttl: Duration,
+) -> Result<(Vec<String>, i64), StoreError> {
+    super::timed("leases.share", async move {
+        let row = c
+            .query_one(
+                "WITH seen AS ( \
+                   INSERT INTO replicas (id, seen_at) VALUES ($1, now()) \
+                   ON CONFLICT (id) DO UPDATE SET seen_at = now() \
+                 ), gone AS ( \
+                   DELETE FROM replicas WHERE seen_at < now() - interval '1 day' \
+                 ) \
+                 SELECT COALESCE((SELECT array_agg(name ORDER BY name) FROM leases \
+                                  WHERE holder = $1 AND expires_at > now()), '{}'), \
+                        (SELECT count(*) FROM replicas \
+                          WHERE id <> $1 AND seen_at > now() - make_interval(secs => $2)) + 1",
+                &[&holder, &secs(ttl)],
+            )
+            .await?;
+        Ok((row.get(0), row.get(1)))
+    })
+    .await
+}
+
+/// The most chains one replica should lead: the chains divided over the live replicas,
+/// rounded up (so every chain has room).
+pub fn fair_share(chains: usize, replicas: i64) -> usize {
+    let replicas = usize::try_from(replicas.max(1)).unwrap_or(1);
+    chains.div_ceil(replicas)
+}
+
 /// Every lease, by name.
 pub async fn list(c: &impl GenericClient) -> Result<Vec<LeaseRow>, StoreError> {
     super::timed("leases.list", async move {

@@ -129,7 +129,7 @@ pub struct PoolStatus {
 #[derive(Clone)]
 pub struct Store {
     pool: Pool,
-    fence: Option<Fence>,
+    fence: Option<(Fence, Duration)>,
 }
 
 /// The lease term a chain worker's writes must hold (`<lease>@<token>`), shared between the
@@ -250,10 +250,15 @@ impl Store {
     /// This store with every connection it hands out carrying `fence`: the database then
     /// refuses any write to the chain tables once that term is over. Use it only on a
     /// pool of its own ([`Store::separate_pool`]): the setting stays on the connection.
-    pub fn fenced(&self, fence: Fence) -> Self {
+    ///
+    /// The fence check holds the lease row `FOR SHARE` until the transaction ends, so a
+    /// takeover waits for the transactions in flight. A leader frozen in the middle of one
+    /// would make it wait for ever; the server ends such a session once it has sat idle in
+    /// a transaction for `idle_in_transaction` (the lease's time to live).
+    pub fn fenced(&self, fence: Fence, idle_in_transaction: Duration) -> Self {
         Self {
             pool: self.pool.clone(),
-            fence: Some(fence),
+            fence: Some((fence, idle_in_transaction)),
         }
     }
 
@@ -281,10 +286,14 @@ impl Store {
             }
         }
         let client = got?;
-        if let Some(f) = &self.fence {
+        if let Some((f, idle)) = &self.fence {
             // Lease names and tokens are `[a-z0-9:_-]` and digits, so the literal is safe.
             client
-                .batch_execute(&format!("SET ctrip.fence = '{}'", f.get()))
+                .batch_execute(&format!(
+                    "SET ctrip.fence = '{}'; SET idle_in_transaction_session_timeout = {}",
+                    f.get(),
+                    idle.as_millis().max(1)
+                ))
                 .await?;
         }
         Ok(client)

@@ -1,5 +1,5 @@
 //! Three `ctrip serve` replicas on one database and two anvil chains: each chain has one
-//! leader; `kill -9`, SIGTERM and `SIGSTOP` of a leader hand its chain over, and no
+//! leader, the chains spread over the replicas; `kill -9`, SIGTERM and `SIGSTOP` of a leader hand its chain over, and no
 //! payment is detected, announced or confirmed twice across the faults. The hand-over
 //! times are printed (measured, never asserted: the lease timings are what bounds them).
 
@@ -102,9 +102,14 @@ async fn three_replicas_hand_chains_over_on_kill_sigterm_and_sigstop() {
             .expect("replica id")
     };
 
-    // One leader per chain.
-    let (alpha, _) = next_term(&c, "alpha", 0, Instant::now()).await;
-    let (beta, _) = next_term(&c, "beta", 0, Instant::now()).await;
+    // One leader per chain, and the two chains on two different replicas (the first
+    // replica up takes both, then gives one up as the others appear).
+    let (alpha, beta) = eventually(60, "the chains spread over two replicas", || async {
+        let alpha = holder(&c, "alpha").await?;
+        let beta = holder(&c, "beta").await?;
+        (alpha.0 != beta.0).then_some((alpha, beta))
+    })
+    .await;
     eprintln!(
         "failover: alpha led by {} (token {}), beta by {} (token {})",
         alpha.0, alpha.1, beta.0, beta.1

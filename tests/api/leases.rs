@@ -31,7 +31,10 @@ async fn a_stale_term_cannot_write_once_another_replica_took_the_lease() {
         "a held lease is not taken"
     );
     let pool = Store::separate_pool(&app.state.settings.database, 4).expect("pool");
-    let stale = pool.fenced(Fence::new(fence_value(LEASE, Some(a))));
+    let stale = pool.fenced(
+        Fence::new(fence_value(LEASE, Some(a))),
+        Duration::from_secs(10),
+    );
     let sc = stale.client().await.expect("fenced client");
     ctrip::store::chain::record_head(&sc, "devchain", 5)
         .await
@@ -65,14 +68,20 @@ async fn a_stale_term_cannot_write_once_another_replica_took_the_lease() {
         "a fenced worker stands by, it is not restarted"
     );
     // A replica that leads nothing is fenced too.
-    let none = pool.fenced(Fence::new(fence_value(LEASE, None)));
+    let none = pool.fenced(
+        Fence::new(fence_value(LEASE, None)),
+        Duration::from_secs(10),
+    );
     let nc = none.client().await.expect("client");
     assert!(ctrip::store::chain::record_head(&nc, "devchain", 6)
         .await
         .expect_err("no term")
         .is_fenced());
     // The new holder writes; the API, which is never fenced, is unaffected.
-    let fresh = pool.fenced(Fence::new(fence_value(LEASE, Some(b))));
+    let fresh = pool.fenced(
+        Fence::new(fence_value(LEASE, Some(b))),
+        Duration::from_secs(10),
+    );
     let fc = fresh.client().await.expect("client");
     ctrip::store::chain::record_head(&fc, "devchain", 7)
         .await
