@@ -16,6 +16,9 @@ for rules_test in config/prometheus/alerts_test.yml config/prometheus/slo_test.y
   promtool test rules "$rules_test"
 done
 
+# The Kubernetes manifests against the API schemas, and the configuration they carry.
+scripts/check-deploy.sh
+
 # The API fuzzed from its own OpenAPI document (bounded in time; CTRIP_SCHEMATHESIS=0 skips).
 if [ "${CTRIP_SCHEMATHESIS:-1}" = "1" ]; then
   scripts/schemathesis.sh
