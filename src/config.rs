@@ -312,6 +312,11 @@ pub struct ServerSettings {
         deserialize_with = "parse_opt_socket_addr"
     )]
     pub ops_bind: Option<SocketAddr>,
+    /// How long a verified API key is trusted from memory at most. Revocations reach every
+    /// replica through the database at once; this bounds a revocation whose notice was
+    /// lost. Zero: every request reads its key from the database.
+    #[serde(rename = "api_key_cache_ttl_ms", with = "duration::ms")]
+    pub api_key_cache_ttl: Duration,
 }
 
 /// `[database]`
@@ -386,6 +391,10 @@ pub struct PaymentSettings {
     /// How long an expired payment's address stays watched for late funds.
     #[serde(rename = "late_funds_window_seconds", with = "duration::secs")]
     pub late_funds_window: Duration,
+    /// Derivation indexes a replica reserves per merchant at a time, so that creating a
+    /// payment does not wait for the index sequence. Indexes a stopped process had
+    /// reserved and not used are skipped, never reused.
+    pub address_reservation: u32,
 }
 
 /// `[webhooks]`
@@ -1242,6 +1251,18 @@ impl Settings {
             return Err(ConfigError::invalid(
                 "server.max_connections",
                 "must be positive",
+            ));
+        }
+        if sv.api_key_cache_ttl > Duration::from_secs(3600) {
+            return Err(ConfigError::invalid(
+                "server.api_key_cache_ttl_ms",
+                "must be at most 3600000 (one hour)",
+            ));
+        }
+        if !(1..=1000).contains(&self.payments.address_reservation) {
+            return Err(ConfigError::invalid(
+                "payments.address_reservation",
+                "must be between 1 and 1000",
             ));
         }
         let sv = &self.supervision;

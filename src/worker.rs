@@ -35,6 +35,12 @@ pub trait Retryable {
     fn is_fatal(&self) -> bool {
         !self.is_retryable()
     }
+
+    /// A write was refused because the term this worker ran under is over (another
+    /// replica leads now): its gate should close at once rather than at its next check.
+    fn is_fenced(&self) -> bool {
+        false
+    }
 }
 
 /// Periodic work owned by one actor.
@@ -58,6 +64,9 @@ pub trait Work: Send + 'static {
 pub trait Gate: Send + Sync + 'static {
     /// Whether ticks run.
     fn open(&self) -> bool;
+
+    /// A tick's write was refused by the fence: stop trusting the term now.
+    fn refused(&self) {}
 }
 
 /// Messages of a worker.
@@ -170,6 +179,8 @@ impl<W: Work> Actor for Worker<W> {
             myself.send_after(state.args.work.interval(), || WorkerMsg::Tick);
             return Ok(());
         }
+        #[cfg(debug_assertions)]
+        hold_point(&state.args.key, &state.args.log).await;
         let cx = crate::telemetry::trace::start(
             "worker.tick",
             SpanKind::Internal,
@@ -207,6 +218,15 @@ impl<W: Work> Actor for Worker<W> {
                 // The supervisor reports the failure once, as an error, when it restarts us.
                 slog::warn!(state.args.log, "tick failed; restarting actor"; "error" => %e);
                 return Err(Box::new(Failure::new(e)));
+            }
+            Err(e) if e.is_fenced() => {
+                // Nothing was written: the database refused the stale term. Stand by now
+                // instead of retrying until the trust window runs out.
+                if let Some(g) = &state.args.gate {
+                    g.refused();
+                }
+                slog::warn!(state.args.log, "write refused by the lease fence; standing by";
+                    "error" => %e);
             }
             Err(e) => {
                 state.failures += 1;
@@ -295,6 +315,29 @@ impl Faults {
         {
             false
         }
+    }
+}
+
+/// Holds a tick that has passed its gate for as long as a file exists, when the
+/// environment variable `CTRIP_TEST_HOLD` is `<worker key>=<path>` (debug builds only;
+/// compiled out of release builds). It freezes a worker between its lease check and its
+/// write, as a long pause of the process would, so a test can prove the fence refuses the
+/// write that follows. The wait polls: this is a test hook, never a production path.
+#[cfg(debug_assertions)]
+async fn hold_point(key: &str, log: &Logger) {
+    let Ok(v) = std::env::var("CTRIP_TEST_HOLD") else {
+        return;
+    };
+    let Some((k, path)) = v.split_once('=') else {
+        return;
+    };
+    let path = std::path::Path::new(path);
+    if k != key || !path.exists() {
+        return;
+    }
+    slog::info!(log, "held at the test hold point");
+    while path.exists() {
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 

@@ -2,6 +2,7 @@
 
 use uuid::Uuid;
 
+use super::key_cache::{KeyEntry, Lookup};
 use super::{ApiError, ApiRequest, AppState};
 use crate::domain::apikey;
 use crate::store::api_keys;
@@ -38,19 +39,39 @@ pub async fn authenticate(state: &AppState, req: &ApiRequest) -> Result<Caller, 
             ))?;
     let raw = bearer(header).ok_or(ApiError::Authentication("invalid API key"))?;
     let prefix = apikey::lookup_prefix(raw).ok_or(ApiError::Authentication("invalid API key"))?;
-    let client = state.store.client().await?;
-    let stored = api_keys::find_by_prefix(&client, prefix)
-        .await?
-        .ok_or(ApiError::Authentication("invalid API key"))?;
-    if !apikey::verify(raw, &stored.key_hash) {
+    let lookups = &state.metrics.http.api_key_lookups;
+    let key = match state.keys.get(prefix) {
+        Lookup::Hit(k) => {
+            lookups.with_label_values(&["memory"]).inc();
+            k
+        }
+        Lookup::Miss(generation) => {
+            lookups.with_label_values(&["database"]).inc();
+            let client = state.store.client().await?;
+            let stored = api_keys::find_by_prefix(&client, prefix)
+                .await?
+                .ok_or(ApiError::Authentication("invalid API key"))?;
+            let k = KeyEntry {
+                key_hash: stored.key_hash,
+                merchant_id: stored.merchant_id,
+                account_index: stored.account_index,
+                revoked: stored.revoked_at.is_some(),
+            };
+            state.keys.put(prefix, k.clone(), generation);
+            k
+        }
+    };
+    // The secret part is checked on every request, cached or not: the prefix alone
+    // proves nothing.
+    if !apikey::verify(raw, &key.key_hash) {
         return Err(ApiError::Authentication("invalid API key"));
     }
-    if stored.revoked_at.is_some() {
+    if key.revoked {
         return Err(ApiError::Authentication("API key has been revoked"));
     }
     Ok(Caller {
-        id: stored.merchant_id,
-        account_index: stored.account_index,
+        id: key.merchant_id,
+        account_index: key.account_index,
     })
 }
 

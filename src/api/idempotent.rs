@@ -59,6 +59,24 @@ fn replay(status: u16, body: Vec<u8>, state: &AppState) -> ApiResult {
     Ok(r)
 }
 
+/// The answer to a request whose key was judged: `Ok(None)` when it was new (answer with
+/// the fresh response), `Ok(Some(response))` for a replay, a conflict otherwise.
+pub fn answer(
+    state: &AppState,
+    claim: Claim,
+) -> Result<Option<warp::http::Response<bytes::Bytes>>, ApiError> {
+    match claim {
+        Claim::New => Ok(None),
+        Claim::Replay { status, body } => replay(status, body, state).map(Some),
+        Claim::Mismatch => Err(ApiError::Conflict(
+            "Idempotency-Key was already used with a different request".into(),
+        )),
+        Claim::InProgress => Err(ApiError::Conflict(
+            "a request with this Idempotency-Key is still in progress".into(),
+        )),
+    }
+}
+
 /// Claims an `Idempotency-Key` on `c` (a transaction that will also run the operation).
 /// `Ok(Some(response))` when the request is a replay (answer with it), `Ok(None)` when it
 /// is new (run it, then store its response in the same transaction).
@@ -69,16 +87,7 @@ async fn claim_key(
     key: &str,
     hash: &[u8],
 ) -> Result<Option<warp::http::Response<bytes::Bytes>>, ApiError> {
-    match idempotency::claim(c, merchant_id, key, hash).await? {
-        Claim::New => Ok(None),
-        Claim::Replay { status, body } => replay(status, body, state).map(Some),
-        Claim::Mismatch => Err(ApiError::Conflict(
-            "Idempotency-Key was already used with a different request".into(),
-        )),
-        Claim::InProgress => Err(ApiError::Conflict(
-            "a request with this Idempotency-Key is still in progress".into(),
-        )),
-    }
+    answer(state, idempotency::claim(c, merchant_id, key, hash).await?)
 }
 
 /// How a POST was answered.

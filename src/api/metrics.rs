@@ -14,6 +14,8 @@ crate::declare_metrics! {
             "HTTP requests by route template (e.g. /v1/payments/{id}), method and status.";
         duration: HistogramVec = "http_request_duration_seconds" ["route", "method"],
             "HTTP request duration.";
+        api_key_lookups: IntCounterVec = "api_key_lookups_total" ["source"],
+            "API key checks by where the key row came from: memory (trusted while subscribed to key changes) or database.";
         idempotent_replays: IntCounter = "idempotent_replays_total" [],
             "POST requests answered from a stored idempotent response.";
         ready: IntGauge = "ready" [],

@@ -18,9 +18,8 @@ use crate::config::{ChainSettings, PaymentSettings};
 use crate::domain::lifecycle::{self, Cause};
 use crate::domain::{parse_units, AmountError, Asset, HistoryEntry, Payment, PaymentStatus};
 use crate::models::PaymentObject;
-use crate::store::merchants::next_derivation_index;
-use crate::store::payments::{self as payment_rows, ListFilter, NewPayment};
-use deadpool_postgres::Transaction;
+use crate::store::idempotency::Claim;
+use crate::store::payments::{self as payment_rows, KeyClaim, ListFilter, NewPayment};
 
 /// The create body, as documented in `/openapi.json`. [`parse_create`] validates the same
 /// fields by hand so that every refusal can name its parameter; a unit test keeps the two
@@ -251,43 +250,56 @@ fn head_of(state: &AppState, chain: &str) -> Option<u64> {
     security(("api_key" = [])))]
 pub async fn create(state: &AppState, req: &ApiRequest) -> ApiResult {
     let merchant = auth::authenticate(state, req).await?;
-    idempotency_key(req)?;
+    let key = idempotency_key(req)?;
     let body = parse_json_body(req)?;
     let params = parse_create(&body, &state.chains, &state.settings.payments)?;
-    let mut created = None;
-    let ran = idempotent::run(state, req, &merchant, async |tx| {
-        let payment = insert_payment(state, &merchant, params, tx).await?;
-        let bytes = serde_json::to_vec(&PaymentObject::new(&payment, None))
-            .map_err(|e| ApiError::Internal(e.into()))?;
-        created = Some((payment.id, payment.chain));
-        Ok(bytes_response(
-            StatusCode::CREATED,
-            "application/json",
-            bytes.into(),
-        ))
-    })
-    .await?;
-    if let (Ran::Fresh(_), Some((id, chain))) = (&ran, created) {
-        state
-            .metrics
-            .payments
-            .created
-            .with_label_values(&[chain.as_str()])
-            .inc();
-        slog::info!(state.log, "payment created";
-            "request_id" => &req.request_id, "payment_id" => %id, "chain" => &chain);
+    let client = state.store.client().await?;
+    let account = merchant.account_index;
+    let index = state.indexes.next(&client, account).await?;
+    let new = new_payment(state, &merchant, params, index)?;
+    let payment = pending_payment(new.clone());
+    let bytes = serde_json::to_vec(&PaymentObject::new(&payment, None))
+        .map_err(|e| ApiError::Internal(e.into()))?;
+    // The response is known before the insert, so an idempotency key's claim and stored
+    // response travel in the same single statement as the payment.
+    let claim = key.map(|key| KeyClaim {
+        key,
+        request_hash: idempotent::request_hash(req),
+        status: StatusCode::CREATED.as_u16(),
+        body: bytes.clone(),
+    });
+    let claimed = payment_rows::create(&client, &new, claim.as_ref()).await?;
+    if !matches!(claimed, Claim::New) {
+        // Nothing was inserted, so the index is still unused.
+        state.indexes.give_back(account, index);
     }
-    Ok(ran.into_response())
+    match idempotent::answer(state, claimed)? {
+        Some(replayed) => Ok(replayed),
+        None => {
+            state
+                .metrics
+                .payments
+                .created
+                .with_label_values(&[payment.chain.as_str()])
+                .inc();
+            slog::info!(state.log, "payment created";
+                "request_id" => &req.request_id, "payment_id" => %payment.id, "chain" => &payment.chain);
+            Ok(bytes_response(
+                StatusCode::CREATED,
+                "application/json",
+                bytes.into(),
+            ))
+        }
+    }
 }
 
-/// Derives the next deposit address and inserts the payment.
-async fn insert_payment(
+/// The row of a new payment at the deposit address of `index`.
+fn new_payment(
     state: &AppState,
     merchant: &Caller,
     params: CreateParams,
-    tx: &Transaction<'_>,
-) -> Result<Payment, ApiError> {
-    let index = next_derivation_index(tx, merchant.account_index).await?;
+    index: u32,
+) -> Result<NewPayment, ApiError> {
     let address = state
         .wallet
         .deposit_address(merchant.account_index, index)?;
@@ -299,7 +311,7 @@ async fn insert_payment(
         .and_then(Duration::try_seconds)
         .and_then(|d| now.checked_add_signed(d))
         .ok_or_else(|| ApiError::param("expires_in", "expires_in is too large"))?;
-    let new = NewPayment {
+    Ok(NewPayment {
         id: Uuid::now_v7(),
         merchant_id: merchant.id,
         chain: params.chain,
@@ -313,9 +325,7 @@ async fn insert_payment(
         metadata: params.metadata,
         created_at: now,
         expires_at,
-    };
-    payment_rows::insert(tx, &new).await?;
-    Ok(pending_payment(new))
+    })
 }
 
 /// The aggregate of a payment that was just inserted, without reading it back.
@@ -527,6 +537,7 @@ mod tests {
             default_expires_in: std::time::Duration::from_secs(3600),
             max_expires_in: std::time::Duration::from_secs(86400),
             late_funds_window: std::time::Duration::from_secs(86400),
+            address_reservation: 16,
         }
     }
 

@@ -100,7 +100,12 @@ impl Application {
             .map(|c| {
                 (
                     c.name.clone(),
-                    crate::chain::lease::Leadership::new(&c.name, &replica),
+                    crate::chain::lease::Leadership::new(&c.name, &replica).counting_refusals(
+                        metrics
+                            .chain
+                            .fenced_writes
+                            .with_label_values(&[c.name.as_str()]),
+                    ),
                 )
             })
             .collect();
@@ -108,10 +113,15 @@ impl Application {
             slog::info!(log, "replica"; "replica_id" => &replica);
         }
         let state = AppState {
-            settings: Arc::new(settings),
             chains: Arc::new(chains),
             store,
             wallet: Arc::new(wallet),
+            keys: Arc::new(api::key_cache::KeyCache::new(
+                settings.server.api_key_cache_ttl,
+            )),
+            indexes: Arc::new(api::indexes::IndexReservations::new(
+                settings.payments.address_reservation,
+            )),
             metrics: metrics.for_api(),
             log,
             registry: actors::HealthRegistry::new(),
@@ -119,6 +129,7 @@ impl Application {
             directory: crate::supervision::SupervisorDirectory::default(),
             faults: Arc::new(crate::worker::Faults::default()),
             known_actors: Arc::new(known_actors),
+            settings: Arc::new(settings),
         };
         Ok(Self {
             listener,
@@ -205,6 +216,12 @@ impl Application {
         } else {
             None
         };
+        // Every replica follows API key changes for as long as it serves.
+        let key_changes = tokio::spawn(api::key_cache::follow_changes(
+            state.store.clone(),
+            state.keys.clone(),
+            log.clone(),
+        ));
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let stopped = move || {
             let mut rx = stop_rx.clone();
@@ -240,6 +257,7 @@ impl Application {
             let _ = ops.await;
         }
         slog::info!(log, "HTTP server stopped");
+        key_changes.abort();
         if let Some(tree) = tree {
             tree.shutdown(state.settings.supervision.shutdown_timeout * 4)
                 .await;

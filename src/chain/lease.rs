@@ -45,6 +45,8 @@ struct Term {
     token: Option<i64>,
     trusted_until: Option<Instant>,
     since: Option<Instant>,
+    /// A worker's write was refused under this term: it is over, whatever the clock says.
+    refused: bool,
 }
 
 /// One chain's leadership as this replica sees it; the chain's workers are gated on it.
@@ -54,6 +56,8 @@ pub struct Leadership {
     holder: String,
     term: Arc<RwLock<Term>>,
     fence: Fence,
+    /// Counts writes the fence refused (`ctrip_chain_fenced_writes_total`).
+    refusals: Option<prometheus::IntCounter>,
 }
 
 impl Leadership {
@@ -66,7 +70,14 @@ impl Leadership {
             holder: holder.to_string(),
             term: Arc::default(),
             fence,
+            refusals: None,
         }
+    }
+
+    /// Counts the writes the fence refuses into `counter`.
+    pub fn counting_refusals(mut self, counter: prometheus::IntCounter) -> Self {
+        self.refusals = Some(counter);
+        self
     }
 
     /// The lease's name (`chain:<name>`).
@@ -83,7 +94,7 @@ impl Leadership {
     pub fn token(&self) -> Option<i64> {
         let t = self.term.read().unwrap_or_else(|p| p.into_inner());
         match (t.token, t.trusted_until) {
-            (Some(tok), Some(until)) if Instant::now() < until => Some(tok),
+            (Some(tok), Some(until)) if !t.refused && Instant::now() < until => Some(tok),
             _ => None,
         }
     }
@@ -95,17 +106,29 @@ impl Leadership {
         }
         t.token = token;
         t.trusted_until = trusted_until;
+        t.refused = false;
         self.fence.set(fence_value(&self.lease, token));
     }
 
     fn held_token(&self) -> Option<i64> {
         self.term.read().unwrap_or_else(|p| p.into_inner()).token
     }
+
+    fn was_refused(&self) -> bool {
+        self.term.read().unwrap_or_else(|p| p.into_inner()).refused
+    }
 }
 
 impl Gate for Leadership {
     fn open(&self) -> bool {
         self.token().is_some()
+    }
+
+    fn refused(&self) {
+        self.term.write().unwrap_or_else(|p| p.into_inner()).refused = true;
+        if let Some(c) = &self.refusals {
+            c.inc();
+        }
     }
 }
 
@@ -174,7 +197,9 @@ impl LeaseKeeper {
         }
         let l = &self.leadership;
         if let Some(token) = l.held_token() {
-            if l.token().is_none() {
+            if l.was_refused() {
+                self.demote("a write was refused by the fence");
+            } else if l.token().is_none() {
                 self.demote("not renewed within the trust window");
             } else {
                 let client = self.store.client().await?;

@@ -40,6 +40,9 @@ crate::declare_metrics! {
         lease_leader: IntGaugeVec = "chain_lease_leader" ["chain"],
             "1 while this replica holds the chain's lease and runs its workers, else 0.",
             zero = cross(&[chains]);
+        fenced_writes: IntCounterVec = "chain_fenced_writes_total" ["chain"],
+            "Chain worker writes the database refused because this replica's lease term was over (a paused or partitioned former leader); nothing was written.",
+            zero = cross(&[chains]);
         lease_takeovers: IntCounterVec = "chain_lease_takeovers_total" ["chain"],
             "Terms of the chain's lease this replica began (each takes the lease over).",
             zero = cross(&[chains]);

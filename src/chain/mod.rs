@@ -45,6 +45,10 @@ impl Retryable for TickError {
             Self::Signing(_) => false,
         }
     }
+
+    fn is_fenced(&self) -> bool {
+        matches!(self, Self::Store(e) if e.is_fenced())
+    }
 }
 
 /// Counts and logs payment changes written by a chain worker.

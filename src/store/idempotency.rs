@@ -48,28 +48,45 @@ pub async fn claim(
         {
             return Ok(Claim::New);
         }
-        let row = c
-            .query_one(
-                "SELECT request_hash, response_status, response_body FROM idempotency_keys \
-             WHERE merchant_id = $1 AND key = $2",
-                &[&merchant_id, &key],
-            )
-            .await?;
-        let stored_hash: Vec<u8> = row.get(0);
-        if stored_hash != request_hash {
-            return Ok(Claim::Mismatch);
-        }
-        let status: Option<i16> = row.get(1);
-        let body: Option<Vec<u8>> = row.get(2);
-        match (status, body) {
-            (Some(s), Some(body)) => Ok(Claim::Replay {
-                status: u16::try_from(s).map_err(|_| StoreError::Corrupt("idempotency_keys"))?,
-                body,
-            }),
-            _ => Ok(Claim::InProgress),
-        }
+        stored(c, merchant_id, key, request_hash).await
     })
     .await
+}
+
+/// Judges a key that was already claimed, from its stored row.
+pub fn judge(
+    request_hash: &[u8],
+    stored_hash: Vec<u8>,
+    status: Option<i16>,
+    body: Option<Vec<u8>>,
+) -> Result<Claim, StoreError> {
+    if stored_hash != request_hash {
+        return Ok(Claim::Mismatch);
+    }
+    match (status, body) {
+        (Some(s), Some(body)) => Ok(Claim::Replay {
+            status: u16::try_from(s).map_err(|_| StoreError::Corrupt("idempotency_keys"))?,
+            body,
+        }),
+        _ => Ok(Claim::InProgress),
+    }
+}
+
+/// Reads and judges a key known to be claimed already.
+pub async fn stored(
+    c: &impl GenericClient,
+    merchant_id: Uuid,
+    key: &str,
+    request_hash: &[u8],
+) -> Result<Claim, StoreError> {
+    let row = c
+        .query_one(
+            "SELECT request_hash, response_status, response_body FROM idempotency_keys \
+             WHERE merchant_id = $1 AND key = $2",
+            &[&merchant_id, &key],
+        )
+        .await?;
+    judge(request_hash, row.get(0), row.get(1), row.get(2))
 }
 
 /// Stores the response of a claimed key.

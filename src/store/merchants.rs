@@ -56,19 +56,34 @@ pub async fn exists(c: &impl GenericClient, id: Uuid) -> Result<bool, StoreError
     .await
 }
 
-/// Hands out the merchant's next derivation index. Sequences never return a value twice,
-/// even when the surrounding transaction rolls back, so an index is never reused.
-pub async fn next_derivation_index(
+/// Reserves `n` of the merchant's next derivation indexes, in ascending order. Sequences
+/// never return a value twice, even when the surrounding transaction rolls back, so an
+/// index is never reused; one that is reserved and never used is a gap.
+pub async fn reserve_derivation_indexes(
     c: &impl GenericClient,
     account_index: u32,
-) -> Result<u32, StoreError> {
-    super::timed("merchants.next_derivation_index", async move {
+    n: u32,
+) -> Result<Vec<u32>, StoreError> {
+    super::timed("merchants.reserve_derivation_indexes", async move {
         let stmt = c
-            .prepare_cached("SELECT nextval(('deposit_index_' || $1::int)::regclass)")
+            .prepare_cached(
+                "SELECT nextval(('deposit_index_' || $1::int)::regclass) \
+                 FROM generate_series(1, $2::int)",
+            )
             .await?;
         let account = i32::try_from(account_index).map_err(|_| StoreError::Corrupt("merchants"))?;
-        let v: i64 = c.query_one(&stmt, &[&account]).await?.get(0);
-        u32::try_from(v).map_err(|_| StoreError::Corrupt("deposit index sequence"))
+        let n = i32::try_from(n).map_err(|_| StoreError::Corrupt("reservation size"))?;
+        let mut out = c
+            .query(&stmt, &[&account, &n])
+            .await?
+            .iter()
+            .map(|r| {
+                u32::try_from(r.get::<_, i64>(0))
+                    .map_err(|_| StoreError::Corrupt("deposit index sequence"))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        out.sort_unstable();
+        Ok(out)
     })
     .await
 }

@@ -8,6 +8,7 @@ pub mod api_keys;
 pub mod chain;
 pub mod idempotency;
 pub mod leases;
+pub mod listen;
 pub mod merchants;
 pub mod metrics;
 pub mod payments;
@@ -50,6 +51,9 @@ pub enum StoreError {
     /// A row held a value the code cannot represent.
     #[error("unexpected stored value in {0}")]
     Corrupt(&'static str),
+    /// A session of its own (a `LISTEN`) ended or stopped answering.
+    #[error("database session lost: {0}")]
+    SessionLost(&'static str),
     /// The configured URL is unusable.
     #[error("database.url is not a valid PostgreSQL URL")]
     BadUrl,
@@ -61,6 +65,10 @@ const FENCED: &str = "CT001";
 impl crate::worker::Retryable for StoreError {
     fn is_retryable(&self) -> bool {
         StoreError::is_retryable(self)
+    }
+
+    fn is_fenced(&self) -> bool {
+        StoreError::is_fenced(self)
     }
 }
 
@@ -74,7 +82,7 @@ impl StoreError {
     /// Worth retrying later: connectivity, serialization failures, deadlocks, timeouts.
     pub fn is_retryable(&self) -> bool {
         match self {
-            Self::Unavailable(_) => true,
+            Self::Unavailable(_) | Self::SessionLost(_) => true,
             Self::Db(e) => {
                 e.is_closed()
                     || matches!(
@@ -130,6 +138,8 @@ pub struct PoolStatus {
 pub struct Store {
     pool: Pool,
     fence: Option<(Fence, Duration)>,
+    /// How to open a connection of its own (a `LISTEN` session lives outside the pool).
+    config: Arc<tokio_postgres::Config>,
 }
 
 /// The lease term a chain worker's writes must hold (`<lease>@<token>`), shared between the
@@ -220,6 +230,7 @@ impl Store {
             settings.statement_timeout.as_millis()
         ));
         pg.application_name("ctrip");
+        let config = Arc::new(pg.clone());
         let mgr = Manager::from_config(
             pg,
             NoTls,
@@ -236,7 +247,11 @@ impl Store {
             .recycle_timeout(Some(timeout))
             .build()
             .map_err(|_| StoreError::BadUrl)?;
-        Ok(Self { pool, fence: None })
+        Ok(Self {
+            pool,
+            fence: None,
+            config,
+        })
     }
 
     /// The same database with a pool of its own of `size` connections (the chain
@@ -259,6 +274,7 @@ impl Store {
         Self {
             pool: self.pool.clone(),
             fence: Some((fence, idle_in_transaction)),
+            config: self.config.clone(),
         }
     }
 

@@ -9,6 +9,7 @@ use serde::Deserialize;
 use tokio_postgres::Row;
 use uuid::Uuid;
 
+use super::idempotency::{self, Claim};
 use super::StoreError;
 use crate::domain::lifecycle::{self, Cause, Change, PaymentFacts, Sums};
 use crate::domain::{Asset, HistoryEntry, Payment, PaymentException, PaymentStatus, Transfer};
@@ -73,52 +74,116 @@ fn to_i32(v: u32, what: &'static str) -> Result<i32, StoreError> {
     i32::try_from(v).map_err(|_| StoreError::Corrupt(what))
 }
 
-/// Inserts the address allocation, the payment and its creation history row in one
-/// statement (so one round trip, and atomic even outside a transaction).
-pub async fn insert(c: &impl GenericClient, p: &NewPayment) -> Result<(), StoreError> {
+/// An `Idempotency-Key` claimed together with a payment insert, with the response the
+/// insert will have answered (known before the statement runs).
+#[derive(Debug, Clone)]
+pub struct KeyClaim {
+    /// The key as sent.
+    pub key: String,
+    /// Hash of the request (method, path, canonical body).
+    pub request_hash: Vec<u8>,
+    /// The response's status.
+    pub status: u16,
+    /// The response's body.
+    pub body: Vec<u8>,
+}
+
+/// The address allocation, the payment and its creation history row, as one statement.
+const INSERT_PAYMENT: &str = "WITH a AS ( \
+       INSERT INTO deposit_addresses (merchant_id, derivation_index, address) \
+       VALUES ($2, $8, $7) \
+     ), p AS ( \
+       INSERT INTO payments (id, merchant_id, chain, chain_id, asset_symbol, asset_contract, \
+         asset_decimals, address, derivation_index, amount_raw, status, \
+         confirmations_required, order_id, metadata, created_at, expires_at, traceparent) \
+       VALUES ($1, $2, $3, $4, $5, $6, $9, $7, $8, $10, 'pending', $11, $12, $13, $14, $15, $16) \
+     ) \
+     INSERT INTO payment_history (payment_id, from_status, to_status, reason, at, traceparent) \
+     VALUES ($1, NULL, 'pending', 'created', $14, $16)";
+
+/// The same with an idempotency key: the key row (with its response), the address, the
+/// payment and its history are inserted only when the key is new, and the row a key
+/// already has is returned when it was committed before this statement began. (Rows of a
+/// data-modifying `WITH` are not visible to the rest of the statement, so the final
+/// `SELECT` never sees this statement's own key row.)
+const INSERT_PAYMENT_WITH_KEY: &str = "WITH k AS ( \
+       INSERT INTO idempotency_keys (merchant_id, key, request_hash, response_status, response_body) \
+       VALUES ($2, $17, $18, $19, $20) ON CONFLICT DO NOTHING RETURNING 1 \
+     ), a AS ( \
+       INSERT INTO deposit_addresses (merchant_id, derivation_index, address) \
+       SELECT $2::uuid, $8::integer, $7::text FROM k \
+     ), p AS ( \
+       INSERT INTO payments (id, merchant_id, chain, chain_id, asset_symbol, asset_contract, \
+         asset_decimals, address, derivation_index, amount_raw, status, \
+         confirmations_required, order_id, metadata, created_at, expires_at, traceparent) \
+       SELECT $1::uuid, $2::uuid, $3::text, $4::bigint, $5::text, $6::text, $9::smallint, \
+         $7::text, $8::integer, $10::numeric, 'pending', $11::integer, $12::text, $13::jsonb, \
+         $14::timestamptz, $15::timestamptz, $16::text FROM k \
+     ), h AS ( \
+       INSERT INTO payment_history (payment_id, from_status, to_status, reason, at, traceparent) \
+       SELECT $1::uuid, NULL, 'pending', 'created', $14::timestamptz, $16::text FROM k \
+     ) \
+     SELECT (SELECT count(*) FROM k), i.request_hash, i.response_status, i.response_body \
+     FROM (VALUES (1)) AS one (x) \
+     LEFT JOIN idempotency_keys i ON i.merchant_id = $2 AND i.key = $17";
+
+/// Inserts a new payment in one statement, so one round trip and atomic without a
+/// transaction. With `claim`, the key is claimed and its response stored in the same
+/// statement, and nothing is inserted unless the key is new.
+pub async fn create(
+    c: &impl GenericClient,
+    p: &NewPayment,
+    claim: Option<&KeyClaim>,
+) -> Result<Claim, StoreError> {
     super::timed("payments.insert", async move {
-    let stmt = c
-        .prepare_cached(
-            "WITH a AS ( \
-               INSERT INTO deposit_addresses (merchant_id, derivation_index, address) \
-               VALUES ($2, $8, $7) \
-             ), p AS ( \
-               INSERT INTO payments (id, merchant_id, chain, chain_id, asset_symbol, asset_contract, \
-                 asset_decimals, address, derivation_index, amount_raw, status, \
-                 confirmations_required, order_id, metadata, created_at, expires_at, traceparent) \
-               VALUES ($1, $2, $3, $4, $5, $6, $9, $7, $8, $10, 'pending', $11, $12, $13, $14, $15, $16) \
-             ) \
-             INSERT INTO payment_history (payment_id, from_status, to_status, reason, at, traceparent) \
-             VALUES ($1, NULL, 'pending', 'created', $14, $16)",
-        )
-        .await?;
-    let contract = p.asset.contract.as_ref().map(lower_hex);
-    let address = lower_hex(&p.address);
-    let decimals = i16::from(p.asset.decimals);
-    let traceparent = current_traceparent();
-    c.execute(
-        &stmt,
-        &[
+        let contract = p.asset.contract.as_ref().map(lower_hex);
+        let address = lower_hex(&p.address);
+        let decimals = i16::from(p.asset.decimals);
+        let traceparent = current_traceparent();
+        let chain_id = to_i64(p.chain_id, "chain_id")?;
+        let index = to_i32(p.derivation_index, "derivation_index")?;
+        let confirmations = to_i32(p.confirmations_required, "confirmations_required")?;
+        let mut params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = vec![
             &p.id,
             &p.merchant_id,
             &p.chain,
-            &to_i64(p.chain_id, "chain_id")?,
+            &chain_id,
             &p.asset.symbol,
             &contract,
             &address,
-            &to_i32(p.derivation_index, "derivation_index")?,
+            &index,
             &decimals,
             &p.amount_raw,
-            &to_i32(p.confirmations_required, "confirmations_required")?,
+            &confirmations,
             &p.order_id,
             &p.metadata,
             &p.created_at,
             &p.expires_at,
             &traceparent,
-        ],
-    )
-    .await?;
-    Ok(())
+        ];
+        let Some(k) = claim else {
+            let stmt = c.prepare_cached(INSERT_PAYMENT).await?;
+            c.execute(&stmt, &params).await?;
+            return Ok(Claim::New);
+        };
+        let status =
+            i16::try_from(k.status).map_err(|_| StoreError::Corrupt("idempotency_keys"))?;
+        params.extend([
+            &k.key as &(dyn tokio_postgres::types::ToSql + Sync),
+            &k.request_hash,
+            &status,
+            &k.body,
+        ]);
+        let stmt = c.prepare_cached(INSERT_PAYMENT_WITH_KEY).await?;
+        let row = c.query_one(&stmt, &params).await?;
+        if row.get::<_, i64>(0) == 1 {
+            return Ok(Claim::New);
+        }
+        match row.get::<_, Option<Vec<u8>>>(1) {
+            Some(hash) => idempotency::judge(&k.request_hash, hash, row.get(2), row.get(3)),
+            // Claimed by a request that committed after this statement began: read it now.
+            None => idempotency::stored(c, p.merchant_id, &k.key, &k.request_hash).await,
+        }
     })
     .await
 }

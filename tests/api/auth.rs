@@ -1,4 +1,4 @@
-use crate::helpers::{expect_error, native_body, spawn_app};
+use crate::helpers::{eventually, expect_error, native_body, spawn_app};
 
 #[tokio::test]
 async fn missing_invalid_and_revoked_keys_get_401() {
@@ -40,8 +40,13 @@ async fn missing_invalid_and_revoked_keys_get_401() {
     assert!(ctrip::ops::revoke_api_key(&app.store, key_id)
         .await
         .expect("db"));
-    let r = app.post_payment_as(&key, &native_body("1"), None).await;
-    let err = expect_error(r, 401, "authentication").await;
+    // The revocation reaches the gateway's key cache by a database notice.
+    let err = eventually(10, "the revocation to take", || async {
+        let r = app.post_payment_as(&key, &native_body("1"), None).await;
+        (r.status() == 401).then_some(r)
+    })
+    .await;
+    let err = expect_error(err, 401, "authentication").await;
     assert!(err["message"].as_str().unwrap_or("").contains("revoked"));
     // The first key is unaffected.
     assert_eq!(app.get("/v1/payments").await.status(), 200);

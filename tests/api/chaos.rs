@@ -5,7 +5,10 @@
 //! partly, over, late, after confirmation and after cancel; cancels and expires them;
 //! mines; reorganises the chain (depth 1 to confirmations + 2, with and without
 //! re-including the dropped transactions); kills, heals and lags the two RPC endpoints; and
-//! restarts the gateway by SIGTERM and by kill -9. At the end, with everything healed, the
+//! restarts the gateway by SIGTERM and by kill -9. A second run does the same with three
+//! replicas on one database, where the faults (SIGTERM, kill -9, and SIGSTOP past the
+//! lease then SIGCONT) mostly hit the chain's leader, so the chain changes hands while
+//! blocks are reorganised and endpoints fail. At the end, with everything healed, the
 //! invariants are computed from anvil's canonical chain and must hold:
 //! - every payment's received amount is the sum of its canonical transfers;
 //! - every recorded, not-removed transfer is in a canonical block, and no payment is
@@ -143,6 +146,8 @@ pub(crate) struct Gateway {
     pub base: String,
     /// Extra environment for the next start.
     pub env: Vec<(String, String)>,
+    /// Every log line the process wrote to stdout, across restarts.
+    pub lines: Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl Gateway {
@@ -162,9 +167,11 @@ impl Gateway {
             .kill_on_drop(true);
         let mut child = c.spawn().expect("ctrip serve");
         let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+        let kept = self.lines.clone();
         let port = tokio::time::timeout(Duration::from_secs(60), async {
             while let Ok(Some(line)) = lines.next_line().await {
                 let v: Value = serde_json::from_str(&line).unwrap_or(Value::Null);
+                kept.lock().expect("lines").push(line);
                 if v["msg"] == "serving" {
                     return v["port"].as_u64();
                 }
@@ -174,9 +181,23 @@ impl Gateway {
         .await
         .expect("serving in time")
         .expect("port");
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        let kept = self.lines.clone();
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = lines.next_line().await {
+                kept.lock().expect("lines").push(line);
+            }
+        });
         self.base = format!("http://127.0.0.1:{port}");
         self.child = Some(child);
+    }
+
+    /// Whether any log line so far contains `text`.
+    pub fn logged(&self, text: &str) -> bool {
+        self.lines
+            .lock()
+            .expect("lines")
+            .iter()
+            .any(|l| l.contains(text))
     }
 
     pub async fn stop(&mut self, sigterm: bool) {
@@ -215,7 +236,10 @@ struct Sent {
 struct Chaos {
     rng: StdRng,
     anvil: DevChain,
-    gateway: Gateway,
+    /// The replicas, all on one database; one of them leads the chain at a time.
+    gateways: Vec<Gateway>,
+    /// Round-robin over the replicas for API calls.
+    next: std::sync::atomic::AtomicUsize,
     endpoints: Vec<ChaosEndpoint>,
     client: reqwest::Client,
     api_key: String,
@@ -223,6 +247,8 @@ struct Chaos {
     sent: Vec<Sent>,
     /// Blocks at or below this are never reorganised (the token deployments).
     floor: u64,
+    /// Where confirmed funds are swept, when sweeping is on.
+    treasury: Option<Address>,
     log: Vec<String>,
 }
 
@@ -243,9 +269,10 @@ impl Chaos {
         path: &str,
         body: Option<Value>,
     ) -> Option<(u16, Value)> {
+        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.gateways.len();
         let mut r = self
             .client
-            .request(method, format!("{}{path}", self.gateway.base))
+            .request(method, format!("{}{path}", self.gateways[i].base))
             .bearer_auth(&self.api_key)
             .timeout(Duration::from_secs(20));
         if let Some(b) = body {
@@ -337,7 +364,7 @@ impl Chaos {
         let Some(i) = self.pick(&(0..self.payments.len()).collect::<Vec<_>>()) else {
             return;
         };
-        let (c, conn) = tokio_postgres::connect(&self.gateway.db, tokio_postgres::NoTls)
+        let (c, conn) = tokio_postgres::connect(&self.gateways[0].db, tokio_postgres::NoTls)
             .await
             .expect("db");
         tokio::spawn(conn);
@@ -415,11 +442,120 @@ impl Chaos {
         }
     }
 
+    /// Restarts a replica by SIGTERM or kill -9; with several replicas, also pauses one
+    /// (SIGSTOP) until another has taken the chain over, then resumes it. The victim is
+    /// the chain's leader more often than not: that is where a fault can do harm.
     async fn restart(&mut self) {
-        let sigterm = self.rng.random_bool(0.5);
-        self.gateway.stop(sigterm).await;
-        self.gateway.start().await;
-        self.log.push(format!("restart sigterm={sigterm}"));
+        let n = self.gateways.len();
+        let leader = self.leader().await;
+        let victim = match leader {
+            Some(l) if self.rng.random_bool(0.7) => l,
+            _ => self.rng.random_range(0..n),
+        };
+        let fault = if n > 1 {
+            self.rng.random_range(0..3)
+        } else {
+            self.rng.random_range(0..2)
+        };
+        match fault {
+            0 | 1 => {
+                let sigterm = fault == 0;
+                self.gateways[victim].stop(sigterm).await;
+                self.gateways[victim].start().await;
+                self.log
+                    .push(format!("restart replica {victim} sigterm={sigterm}"));
+            }
+            _ => {
+                let pid = self.gateways[victim]
+                    .child
+                    .as_ref()
+                    .and_then(|c| c.id())
+                    .and_then(|p| i32::try_from(p).ok())
+                    .expect("pid");
+                // SAFETY: signals a child this test spawned.
+                unsafe { libc::kill(pid, libc::SIGSTOP) };
+                if leader == Some(victim) {
+                    // Paused past its lease: wait for another replica's term.
+                    let deadline = Instant::now() + Duration::from_secs(30);
+                    while self.leader().await == Some(victim) && Instant::now() < deadline {
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                }
+                // SAFETY: as above.
+                unsafe { libc::kill(pid, libc::SIGCONT) };
+                self.log.push(format!(
+                    "pause replica {victim} (leader: {})",
+                    leader == Some(victim)
+                ));
+            }
+        }
+    }
+
+    /// Sweeping across the faults: no sender nonce is mined twice, and the treasury holds
+    /// exactly what the confirmed sweeps sent it (a sweep recorded twice, or one the chain
+    /// does not have, would break the sum).
+    async fn check_sweeps(
+        &self,
+        c: &tokio_postgres::Client,
+        treasury: Address,
+    ) -> Result<(), String> {
+        let q =
+            |sql: &'static str| async move { c.query(sql, &[]).await.map_err(|e| e.to_string()) };
+        let nonces = q("SELECT sender, nonce FROM sweep_attempts \
+             WHERE state IN ('mined', 'confirmed') GROUP BY sender, nonce HAVING count(*) > 1")
+        .await?;
+        if let Some(r) = nonces.first() {
+            return Err(format!(
+                "nonce {} of {} mined twice",
+                r.get::<_, i64>(1),
+                r.get::<_, String>(0)
+            ));
+        }
+        let rows = q(
+            "SELECT a.value_raw FROM sweep_attempts a JOIN sweeps s ON s.id = a.sweep_id \
+             WHERE s.state = 'confirmed' AND a.state = 'confirmed' AND a.purpose = 'sweep'",
+        )
+        .await?;
+        if rows.is_empty() {
+            return Err("no sweep confirmed yet".into());
+        }
+        let sent: U256 = rows.iter().map(|r| r.get::<_, U256>(0)).sum();
+        let balance = self
+            .anvil
+            .rpc(
+                "eth_getBalance",
+                json!([format!("{treasury:#x}"), "latest"]),
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        let balance = U256::from_str_radix(
+            balance.as_str().unwrap_or("0x0").trim_start_matches("0x"),
+            16,
+        )
+        .map_err(|e| e.to_string())?;
+        if balance != sent {
+            return Err(format!(
+                "treasury holds {balance}, confirmed sweeps sent {sent}"
+            ));
+        }
+        Ok(())
+    }
+
+    /// The replica holding the chain's unexpired lease.
+    async fn leader(&self) -> Option<usize> {
+        let (c, conn) = tokio_postgres::connect(&self.gateways[0].db, tokio_postgres::NoTls)
+            .await
+            .ok()?;
+        tokio::spawn(conn);
+        let holder: String = c
+            .query_opt(
+                "SELECT holder FROM leases WHERE name = 'chain:devchain' AND expires_at > now()",
+                &[],
+            )
+            .await
+            .ok()??
+            .get(0);
+        holder.strip_prefix("replica-")?.parse().ok()
     }
 
     /// Lets the gateway catch up with the head (a poll with a deadline, not a sleep).
@@ -436,7 +572,7 @@ impl Chaos {
     }
 
     async fn cursor(&self) -> Option<u64> {
-        let (c, conn) = tokio_postgres::connect(&self.gateway.db, tokio_postgres::NoTls)
+        let (c, conn) = tokio_postgres::connect(&self.gateways[0].db, tokio_postgres::NoTls)
             .await
             .ok()?;
         tokio::spawn(conn);
@@ -466,7 +602,9 @@ impl Chaos {
             }
             61..=72 => self.reorg().await,
             73..=84 => self.endpoint().await,
+            // With replicas, faults come twice as often: they are what the run is about.
             85..=89 => self.restart().await,
+            90..=94 if self.gateways.len() > 1 => self.restart().await,
             _ => self.settle().await,
         }
     }
@@ -474,7 +612,7 @@ impl Chaos {
     /// The invariants, computed from anvil's canonical chain and the gateway's database.
     /// `Err` names the first that does not hold (yet).
     async fn check(&self, rx: &Receiver) -> Result<(), String> {
-        let (c, conn) = tokio_postgres::connect(&self.gateway.db, tokio_postgres::NoTls)
+        let (c, conn) = tokio_postgres::connect(&self.gateways[0].db, tokio_postgres::NoTls)
             .await
             .map_err(|e| e.to_string())?;
         tokio::spawn(conn);
@@ -549,7 +687,7 @@ impl Chaos {
                 .iter()
                 .map(|r| (r.get(0), r.get(1)))
                 .collect();
-            let events: Vec<(String, i32, String)> = c
+            let all_events: Vec<(String, i32, String)> = c
                 .query(
                     "SELECT type, sequence, payload->'data'->>'status' FROM events WHERE payment_id = $1 ORDER BY sequence",
                     &[&id],
@@ -559,6 +697,55 @@ impl Chaos {
                 .iter()
                 .map(|r| (r.get(0), r.get(1), r.get(2)))
                 .collect();
+            // Sequence numbers count from 1 with no gap, whatever the event.
+            for (k, (ty, seq, _)) in all_events.iter().enumerate() {
+                if *seq != k as i32 + 1 {
+                    return Err(format!(
+                        "payment {i}: event {ty} has sequence {seq} at {}",
+                        k + 1
+                    ));
+                }
+            }
+            // Each settlement is announced once, naming a confirmed sweep of this payment's
+            // funds (late funds after a sweep are swept, and announced, again). It is not a
+            // status transition, so it has no history row.
+            let announced: Vec<String> = c
+                .query(
+                    "SELECT payload->'data'->'settlement'->>'tx_hash' FROM events \
+                     WHERE payment_id = $1 AND type = 'payment.swept' ORDER BY sequence",
+                    &[&id],
+                )
+                .await
+                .map_err(|e| e.to_string())?
+                .iter()
+                .map(|r| r.get::<_, Option<String>>(0).unwrap_or_default())
+                .collect();
+            let confirmed: std::collections::HashSet<String> = c
+                .query(
+                    "SELECT s.tx_hash FROM sweeps s JOIN sweep_payments sp ON sp.sweep_id = s.id \
+                     WHERE sp.payment_id = $1 AND s.state = 'confirmed'",
+                    &[&id],
+                )
+                .await
+                .map_err(|e| e.to_string())?
+                .iter()
+                .filter_map(|r| r.get::<_, Option<String>>(0))
+                .collect();
+            let distinct: std::collections::HashSet<&String> = announced.iter().collect();
+            if distinct.len() != announced.len() {
+                return Err(format!(
+                    "payment {i}: a sweep announced twice: {announced:?}"
+                ));
+            }
+            if let Some(tx) = announced.iter().find(|t| !confirmed.contains(*t)) {
+                return Err(format!(
+                    "payment {i}: payment.swept names {tx}, not a confirmed sweep of it"
+                ));
+            }
+            let events: Vec<&(String, i32, String)> = all_events
+                .iter()
+                .filter(|e| e.0 != "payment.swept")
+                .collect();
             if history.len() != events.len() + 1 {
                 return Err(format!(
                     "payment {i}: {} history rows for {} events",
@@ -566,15 +753,13 @@ impl Chaos {
                     events.len()
                 ));
             }
-            for (k, ((to, reason), (ty, seq, data_status))) in
-                history.iter().skip(1).zip(&events).enumerate()
-            {
+            for ((to, reason), (ty, seq, data_status)) in history.iter().skip(1).zip(events) {
                 let expected = match reason.as_str() {
                     "reorg" => "payment.reorged".to_string(),
                     "late_funds" => "payment.late_funds".to_string(),
                     _ => format!("payment.{to}"),
                 };
-                if *seq != k as i32 + 1 || *ty != expected || data_status != to {
+                if *ty != expected || data_status != to {
                     return Err(format!(
                         "payment {i}: event {seq} {ty} ({data_status}) does not match history {to}/{reason}"
                     ));
@@ -623,12 +808,29 @@ impl Chaos {
                 return Err(format!("payment {p}: events arrived as {seqs:?}"));
             }
         }
+        if let Some(treasury) = self.treasury {
+            self.check_sweeps(&c, treasury).await?;
+        }
         Ok(())
     }
 }
 
 #[tokio::test]
 async fn the_money_path_survives_reorgs_endpoint_faults_and_restarts() {
+    run(1, 200).await;
+}
+
+/// The same model with three replicas on one database: restarts and pauses hit the
+/// chain's leader, so the chain changes hands under reorgs and endpoint faults, and the
+/// invariants (no transfer or event twice, none missing) must still hold.
+#[tokio::test]
+async fn the_money_path_holds_across_replica_faults() {
+    run(3, 200).await;
+}
+
+async fn run(replicas: usize, default_steps: usize) {
+    // The replicated run also sweeps native funds to a fresh treasury.
+    let treasury = (replicas > 1).then(|| Address::from(rand::random::<[u8; 20]>()));
     let seed = std::env::var("CTRIP_CHAOS_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -636,9 +838,9 @@ async fn the_money_path_survives_reorgs_endpoint_faults_and_restarts() {
     let steps: usize = std::env::var("CTRIP_CHAOS_STEPS")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(200);
+        .unwrap_or(default_steps);
     eprintln!(
-        "chaos: seed {seed}, {steps} steps (CTRIP_CHAOS_SEED={seed} reproduces the sequence)"
+        "chaos: {replicas} replica(s), seed {seed}, {steps} steps (CTRIP_CHAOS_SEED={seed} reproduces the sequence)"
     );
     let started = Instant::now();
 
@@ -695,6 +897,9 @@ chain_retry_max_ms = 1000
 rpc_timeout_ms = 2000
 tick_retry_min_ms = 50
 tick_retry_max_ms = 500
+lease_ttl_ms = 2000
+lease_renew_ms = 300
+lease_poll_ms = 100
 [[chains]]
 name = "devchain"
 chain_id = 31337
@@ -703,24 +908,36 @@ confirmations = {CONFIRMATIONS}
 block_time_ms = 250
 start_block = 0
 max_head_lag_blocks = 3
+{}
 [[chains.tokens]]
 symbol = "TKN"
 address = "{TKN}"
 decimals = 18
 "#,
             endpoints[0].url(),
-            endpoints[1].url()
+            endpoints[1].url(),
+            treasury
+                .map(|t| format!("treasury = \"{t:#x}\""))
+                .unwrap_or_default()
         ),
     )
     .expect("config");
-    let mut gateway = Gateway {
-        config,
-        db: db.clone(),
-        child: None,
-        base: String::new(),
-        env: Vec::new(),
-    };
-    gateway.start().await;
+    let mut gateways: Vec<Gateway> = (0..replicas)
+        .map(|i| Gateway {
+            config: config.clone(),
+            db: db.clone(),
+            child: None,
+            base: String::new(),
+            env: vec![(
+                "CTRIP__SUPERVISION__REPLICA_ID".into(),
+                format!("replica-{i}"),
+            )],
+            lines: Default::default(),
+        })
+        .collect();
+    for g in &mut gateways {
+        g.start().await;
+    }
     let store = ctrip::store::Store::new(&{
         let mut s = crate::helpers::base_settings(&db);
         s.database.pool_size = 2;
@@ -737,7 +954,7 @@ decimals = 18
     let rx = Receiver::start(Duration::ZERO).await;
     let client = reqwest::Client::new();
     let r = client
-        .post(format!("{}/v1/webhook-endpoints", gateway.base))
+        .post(format!("{}/v1/webhook-endpoints", gateways[0].base))
         .bearer_auth(&merchant.api_key)
         .json(&json!({"url": rx.url}))
         .send()
@@ -748,13 +965,15 @@ decimals = 18
     let mut chaos = Chaos {
         rng: StdRng::seed_from_u64(seed),
         anvil: dev,
-        gateway,
+        gateways,
+        next: Default::default(),
         endpoints,
         client,
         api_key: merchant.api_key.clone(),
         payments: Vec::new(),
         sent: Vec::new(),
         floor,
+        treasury,
         log: Vec::new(),
     };
     for _ in 0..3 {
@@ -780,6 +999,10 @@ decimals = 18
             "seed {seed}: invariant never held: {last}\nsteps: {:?}",
             chaos.log
         );
+        if last.contains("sweep") || last.contains("treasury") {
+            // A sweep sent after the last blocks were mined needs blocks on top of it.
+            chaos.anvil.mine(1).await.expect("mine");
+        }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let stats: BTreeMap<&str, usize> = chaos.log.iter().fold(BTreeMap::new(), |mut m, l| {
@@ -787,12 +1010,26 @@ decimals = 18
         m
     });
     eprintln!(
-        "chaos: seed {seed} passed in {:.1} s: {} payments, {} transfers, steps {stats:?}",
+        "chaos: {replicas} replica(s), seed {seed} passed in {:.1} s: {} payments, {} transfers, steps {stats:?}",
         started.elapsed().as_secs_f64(),
         chaos.payments.len(),
         chaos.sent.len()
     );
-    chaos.gateway.stop(true).await;
+    if chaos.treasury.is_some() {
+        let (c, conn) = tokio_postgres::connect(&db, tokio_postgres::NoTls)
+            .await
+            .expect("db");
+        tokio::spawn(conn);
+        let swept: i64 = c
+            .query_one("SELECT count(*) FROM sweeps WHERE state = 'confirmed'", &[])
+            .await
+            .expect("count")
+            .get(0);
+        eprintln!("chaos: {swept} sweeps confirmed across the replica faults");
+    }
+    for g in &mut chaos.gateways {
+        g.stop(true).await;
+    }
     let _ = std::fs::remove_dir_all(&dir);
     drop(anvil);
 }

@@ -76,16 +76,26 @@ async fn three_replicas_hand_chains_over_on_kill_sigterm_and_sigstop() {
         ),
     )
     .expect("config");
+    // While this file exists, replica i's alpha scanner holds a tick between its lease
+    // check and its write: a process frozen at the worst moment.
+    let hold_file = |i: usize| dir.join(format!("hold-{i}"));
     let mut replicas: Vec<Gateway> = (0..3)
         .map(|i| Gateway {
             config: config.clone(),
             db: db.clone(),
             child: None,
             base: String::new(),
-            env: vec![(
-                "CTRIP__SUPERVISION__REPLICA_ID".into(),
-                format!("replica-{i}"),
-            )],
+            env: vec![
+                (
+                    "CTRIP__SUPERVISION__REPLICA_ID".into(),
+                    format!("replica-{i}"),
+                ),
+                (
+                    "CTRIP_TEST_HOLD".into(),
+                    format!("alpha.scanner={}", hold_file(i).display()),
+                ),
+            ],
+            lines: Default::default(),
         })
         .collect();
     for r in &mut replicas {
@@ -187,10 +197,18 @@ async fn three_replicas_hand_chains_over_on_kill_sigterm_and_sigstop() {
     replicas[victim].start().await;
     term = next;
 
-    // SIGSTOP for longer than the lease, then SIGCONT: the paused leader finds its term
-    // over and stands by; whatever it had in flight is refused by the fence.
+    // SIGSTOP for longer than the lease, then SIGCONT. The leader is frozen with its
+    // scanner past the lease check and before its write (held there by the test hook), the
+    // worst moment: when it wakes, after the takeover, that write is refused by the fence.
     let victim = index(&term.0);
     ids.push(pay(replicas[(victim + 1) % 3].base.clone()).await);
+    std::fs::write(hold_file(victim), b"").expect("hold");
+    eventually(30, "the leader's scanner held before its write", || async {
+        replicas[victim]
+            .logged("held at the test hold point")
+            .then_some(())
+    })
+    .await;
     let since = Instant::now();
     // SAFETY: signals a child this test spawned.
     unsafe { libc::kill(pid(&replicas[victim]), libc::SIGSTOP) };
@@ -199,8 +217,40 @@ async fn three_replicas_hand_chains_over_on_kill_sigterm_and_sigstop() {
         "failover: SIGSTOP of {}: {} took alpha over after {took:?}",
         term.0, next.0
     );
+    assert_ne!(next.0, term.0);
+    // The new leader writes under its term before the old one wakes.
+    let new_leader = index(&next.0);
+    ids.push(pay(replicas[new_leader].base.clone()).await);
+    std::fs::remove_file(hold_file(victim)).expect("release the hold");
     // SAFETY: as above.
     unsafe { libc::kill(pid(&replicas[victim]), libc::SIGCONT) };
+    eventually(
+        30,
+        "the stale leader's write refused by the fence",
+        || async {
+            replicas[victim]
+                .logged("write refused by the lease fence")
+                .then_some(())
+        },
+    )
+    .await;
+    let refused = {
+        let text = http
+            .get(format!("{}/metrics", replicas[victim].base))
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("text");
+        crate::helpers::metric(&text, "ctrip_chain_fenced_writes_total{chain=\"alpha\"}")
+            .unwrap_or(0.0)
+    };
+    assert!(refused >= 1.0, "the refusal is counted");
+    eprintln!(
+        "failover: SIGCONT of {}: its held write was refused by the fence ({refused} refused)",
+        term.0
+    );
 
     // Every payment is confirmed, once, and the stale leader never takes the lease back
     // behind the new term's back.

@@ -699,6 +699,7 @@ treasury = "{TREASURY}"
         child: None,
         base: String::new(),
         env: vec![("CTRIP_TEST_CRASH".into(), point.into())],
+        lines: Default::default(),
     };
     gateway.start().await;
     let store =
