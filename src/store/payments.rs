@@ -95,8 +95,10 @@ const INSERT_PAYMENT: &str = "WITH a AS ( \
      ), p AS ( \
        INSERT INTO payments (id, merchant_id, chain, chain_id, asset_symbol, asset_contract, \
          asset_decimals, address, derivation_index, amount_raw, status, \
-         confirmations_required, order_id, metadata, created_at, expires_at, traceparent) \
-       VALUES ($1, $2, $3, $4, $5, $6, $9, $7, $8, $10, 'pending', $11, $12, $13, $14, $15, $16) \
+         confirmations_required, order_id, metadata, created_at, expires_at, traceparent, history) \
+       VALUES ($1, $2, $3, $4, $5, $6, $9, $7, $8, $10, 'pending', $11, $12, $13, $14, $15, $16, \
+         jsonb_build_array(jsonb_build_object('from', NULL, 'to', 'pending', 'at', $14::timestamptz, \
+           'reason', 'created'))) \
      ) \
      INSERT INTO payment_history (payment_id, from_status, to_status, reason, at, traceparent) \
      VALUES ($1, NULL, 'pending', 'created', $14, $16)";
@@ -115,10 +117,12 @@ const INSERT_PAYMENT_WITH_KEY: &str = "WITH k AS ( \
      ), p AS ( \
        INSERT INTO payments (id, merchant_id, chain, chain_id, asset_symbol, asset_contract, \
          asset_decimals, address, derivation_index, amount_raw, status, \
-         confirmations_required, order_id, metadata, created_at, expires_at, traceparent) \
+         confirmations_required, order_id, metadata, created_at, expires_at, traceparent, history) \
        SELECT $1::uuid, $2::uuid, $3::text, $4::bigint, $5::text, $6::text, $9::smallint, \
          $7::text, $8::integer, $10::numeric, 'pending', $11::integer, $12::text, $13::jsonb, \
-         $14::timestamptz, $15::timestamptz, $16::text FROM k \
+         $14::timestamptz, $15::timestamptz, $16::text, \
+         jsonb_build_array(jsonb_build_object('from', NULL, 'to', 'pending', \
+           'at', $14::timestamptz, 'reason', 'created')) FROM k \
      ), h AS ( \
        INSERT INTO payment_history (payment_id, from_status, to_status, reason, at, traceparent) \
        SELECT $1::uuid, NULL, 'pending', 'created', $14::timestamptz, $16::text FROM k \
@@ -188,8 +192,9 @@ pub async fn create(
     .await
 }
 
-/// The columns every payment read selects, with transfers and history aggregated as JSON
-/// so that one statement returns the whole aggregate.
+/// The columns every payment read selects, with the transfers aggregated as JSON and the
+/// history the row carries (a copy of `payment_history`, written with it), so that one
+/// statement returns the whole aggregate.
 const SELECT_PAYMENT: &str = "SELECT p.id, p.merchant_id, p.chain, p.chain_id, p.asset_symbol, \
   p.asset_contract, p.asset_decimals, p.address, p.amount_raw, p.amount_received_raw, p.status, \
   p.exception, p.confirmations_required, p.confirmations, p.order_id, p.metadata, p.created_at, \
@@ -199,9 +204,7 @@ const SELECT_PAYMENT: &str = "SELECT p.id, p.merchant_id, p.chain, p.chain_id, p
       'block_hash', t.block_hash, 'removed', t.removed, 'counted', t.counted) \
       ORDER BY t.block_number, t.log_index) \
     FROM payment_transfers t WHERE t.payment_id = p.id), '[]'::json) AS transfers, \
-  COALESCE((SELECT json_agg(json_build_object('from', h.from_status, 'to', h.to_status, \
-      'at', h.at, 'reason', h.reason) ORDER BY h.id) \
-    FROM payment_history h WHERE h.payment_id = p.id), '[]'::json) AS history, \
+  p.history, \
   p.settlement_reason \
   FROM payments p";
 
@@ -416,6 +419,9 @@ pub async fn write_change(
                confirmed_at = CASE WHEN $3 = 'confirmed' THEN COALESCE(confirmed_at, now()) ELSE confirmed_at END, \
                event_sequence = event_sequence + CASE WHEN $6 THEN 1 ELSE 0 END, \
                transitioned_at = CASE WHEN $6 THEN now() ELSE transitioned_at END, \
+               history = CASE WHEN $6 THEN history || jsonb_build_array(jsonb_build_object( \
+                 'from', $7::text, 'to', $3::text, 'at', now(), 'reason', $8::text)) \
+                 ELSE history END, \
                confirmations = CASE WHEN $3 IN ('pending', 'partially_paid') THEN 0 ELSE confirmations END, \
                settlement_status = CASE WHEN $5::numeric > amount_received_raw \
                  AND settlement_status = 'swept' THEN 'unswept' ELSE settlement_status END, \
@@ -434,6 +440,8 @@ pub async fn write_change(
                 &exception,
                 &change.received,
                 &change.event.is_some(),
+                &from.as_str(),
+                &change.event.map(|(_, reason)| reason),
             ],
         )
         .await?;

@@ -687,6 +687,23 @@ impl Chaos {
                 .iter()
                 .map(|r| (r.get(0), r.get(1)))
                 .collect();
+            // The copy of the history each payment row carries matches the record.
+            let copy: Vec<(String, String)> = c
+                .query(
+                    "SELECT e->>'to', e->>'reason' FROM payments p, \
+                     jsonb_array_elements(p.history) e WHERE p.id = $1",
+                    &[&id],
+                )
+                .await
+                .map_err(|e| e.to_string())?
+                .iter()
+                .map(|r| (r.get(0), r.get(1)))
+                .collect();
+            if copy != history {
+                return Err(format!(
+                    "payment {i}: its row's history {copy:?} differs from the record {history:?}"
+                ));
+            }
             let all_events: Vec<(String, i32, String)> = c
                 .query(
                     "SELECT type, sequence, payload->'data'->>'status' FROM events WHERE payment_id = $1 ORDER BY sequence",
