@@ -8,6 +8,7 @@
 pub mod admin;
 mod auth;
 mod chains;
+pub mod checkout;
 pub mod error;
 mod health;
 mod idempotent;
@@ -477,6 +478,13 @@ async fn dispatch(state: &AppState, req: &ApiRequest) -> (&'static str, ApiResul
             admin::payment_timeline(state, req, id)
         ),
         ["metrics"] => only!("/metrics", Method::GET, health::metrics(state)),
+        ["pay", "assets", name] => only!("/pay/assets/{name}", Method::GET, checkout::asset(name)),
+        ["pay", id] => only!("/pay/{id}", Method::GET, checkout::show(state, req, id)),
+        ["pay", id, "status"] => only!(
+            "/pay/{id}/status",
+            Method::GET,
+            checkout::status(state, req, id)
+        ),
         ["openapi.json"] => only!("/openapi.json", Method::GET, openapi::document()),
         ["v1", "chains"] => only!("/v1/chains", Method::GET, chains::list(state, req)),
         ["v1", "payments"] => match *m {

@@ -1,8 +1,9 @@
-//! Pure domain logic: amounts, the payment aggregate and its status machine, API keys, and
-//! the payment metrics beside the transitions they count. No I/O and no wire format here.
+//! Pure domain logic: amounts, the payment aggregate and its status machine, API keys, what
+//! the payer's page shows, and the payment metrics beside the transitions they count. No I/O and no wire format here.
 
 pub mod amount;
 pub mod apikey;
+pub mod checkout;
 pub mod lifecycle;
 pub mod metrics;
 pub mod payment;

@@ -56,6 +56,17 @@ pub async fn exists(c: &impl GenericClient, id: Uuid) -> Result<bool, StoreError
     .await
 }
 
+/// The merchant's name, as shown to its payers.
+pub async fn display_name(c: &impl GenericClient, id: Uuid) -> Result<Option<String>, StoreError> {
+    super::timed("merchants.display_name", async move {
+        let stmt = c
+            .prepare_cached("SELECT name FROM merchants WHERE id = $1")
+            .await?;
+        Ok(c.query_opt(&stmt, &[&id]).await?.map(|r| r.get(0)))
+    })
+    .await
+}
+
 /// Reserves `n` of the merchant's next derivation indexes, in ascending order. Sequences
 /// never return a value twice, even when the surrounding transaction rolls back, so an
 /// index is never reused; one that is reserved and never used is a gap.

@@ -341,6 +341,21 @@ pub async fn get(
     .await
 }
 
+/// Any merchant's payment by id, for the payer's page (whose address is the id).
+pub async fn get_any(c: &impl GenericClient, id: Uuid) -> Result<Option<Payment>, StoreError> {
+    super::timed("payments.get_any", async move {
+        let stmt = c
+            .prepare_cached(&format!("{SELECT_PAYMENT} WHERE p.id = $1"))
+            .await?;
+        c.query_opt(&stmt, &[&id])
+            .await?
+            .as_ref()
+            .map(from_row)
+            .transpose()
+    })
+    .await
+}
+
 /// A page of a merchant's payments, newest first, plus whether more follow.
 pub async fn list(
     c: &impl GenericClient,

@@ -6,6 +6,7 @@ mod alerting;
 mod auth;
 mod chain;
 mod chaos;
+mod checkout;
 mod dev;
 mod failover;
 mod hardening;
