@@ -10,6 +10,27 @@ use serde_json::{Map, Number, Value};
 
 use super::ApiError;
 
+/// A `return_url`: an absolute http(s) URL without credentials, at most 2048 characters,
+/// returned as given. Any other scheme (`javascript:`, `data:`) would run in the payer's
+/// page when followed, so it is refused.
+pub fn return_url(field: &str, s: &str) -> Result<String, ApiError> {
+    let bad = || {
+        ApiError::param(field, format!("{field} must be an http or https URL of at most 2048 characters, without credentials"))
+    };
+    if s.len() > 2048 || has_control(s) {
+        return Err(bad());
+    }
+    let url = url::Url::parse(s).map_err(|_| bad())?;
+    if !matches!(url.scheme(), "http" | "https")
+        || url.host_str().is_none()
+        || !url.username().is_empty()
+        || url.password().is_some()
+    {
+        return Err(bad());
+    }
+    Ok(s.to_string())
+}
+
 /// The largest integer every JSON parser keeps exactly (2^53).
 const MAX_EXACT: u64 = 1 << 53;
 

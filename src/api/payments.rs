@@ -42,9 +42,12 @@ pub struct CreatePaymentBody {
     expires_in: Option<u64>,
     /// Required depth (default: the chain's `confirmations`).
     confirmations: Option<u32>,
+    /// Where the payer's page sends the payer once the payment is confirmed: an absolute
+    /// `https` (or `http`) URL of at most 2048 characters, without credentials.
+    return_url: Option<String>,
 }
 
-const CREATE_FIELDS: [&str; 7] = [
+const CREATE_FIELDS: [&str; 8] = [
     "chain",
     "asset",
     "amount",
@@ -52,6 +55,7 @@ const CREATE_FIELDS: [&str; 7] = [
     "metadata",
     "expires_in",
     "confirmations",
+    "return_url",
 ];
 
 /// A validated create request.
@@ -73,6 +77,8 @@ pub struct CreateParams {
     pub expires_in: u64,
     /// Required depth.
     pub confirmations: u32,
+    /// Where the payer's page sends the payer once confirmed.
+    pub return_url: Option<String>,
 }
 
 fn required_str<'a>(
@@ -187,6 +193,16 @@ pub fn parse_create(
             ))
         }
     };
+    let return_url = match obj.get("return_url") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(input::return_url("return_url", s)?),
+        Some(_) => {
+            return Err(ApiError::param(
+                "return_url",
+                "return_url must be an http or https URL",
+            ))
+        }
+    };
     let max_expires_in = limits.max_expires_in.as_secs();
     let expires_in =
         optional_u64(obj, "expires_in")?.unwrap_or(limits.default_expires_in.as_secs());
@@ -215,6 +231,7 @@ pub fn parse_create(
         metadata,
         expires_in,
         confirmations,
+        return_url,
     })
 }
 
@@ -325,6 +342,7 @@ fn new_payment(
         metadata: params.metadata,
         created_at: now,
         expires_at,
+        return_url: params.return_url,
     })
 }
 
@@ -352,6 +370,7 @@ fn pending_payment(p: NewPayment) -> Payment {
         settlement_status: "unswept".into(),
         settlement_tx_hash: None,
         settlement_reason: None,
+        return_url: p.return_url,
         transfers: vec![],
         history: vec![HistoryEntry {
             from: None,

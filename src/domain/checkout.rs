@@ -123,6 +123,7 @@ mod tests {
             settlement_status: "unswept".into(),
             settlement_tx_hash: None,
             settlement_reason: None,
+            return_url: None,
             transfers: vec![],
             history: vec![],
         }

@@ -96,6 +96,8 @@ pub struct Payment {
     pub settlement_tx_hash: Option<String>,
     /// Why the funds wait (`skipped`: the fee would eat too much of them).
     pub settlement_reason: Option<String>,
+    /// Where the payer's page sends the payer once confirmed.
+    pub return_url: Option<String>,
     /// Transfers, oldest first.
     pub transfers: Vec<Transfer>,
     /// Status history, oldest first.

@@ -40,6 +40,8 @@ pub struct PaymentObject {
     settlement: SettlementObject,
     transfers: Vec<TransferObject>,
     history: Vec<HistoryObject>,
+    /// Where the payer's page sends the payer once confirmed.
+    return_url: Option<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -146,6 +148,7 @@ impl PaymentObject {
                     reason: h.reason.clone(),
                 })
                 .collect(),
+            return_url: p.return_url.clone(),
         }
     }
 }

@@ -45,6 +45,8 @@ pub struct NewPayment {
     pub created_at: DateTime<Utc>,
     /// Expiry time.
     pub expires_at: DateTime<Utc>,
+    /// Where the payer's page sends the payer once confirmed.
+    pub return_url: Option<String>,
 }
 
 /// Filters for listing.
@@ -95,10 +97,11 @@ const INSERT_PAYMENT: &str = "WITH a AS ( \
      ), p AS ( \
        INSERT INTO payments (id, merchant_id, chain, chain_id, asset_symbol, asset_contract, \
          asset_decimals, address, derivation_index, amount_raw, status, \
-         confirmations_required, order_id, metadata, created_at, expires_at, traceparent, history) \
+         confirmations_required, order_id, metadata, created_at, expires_at, traceparent, history, \
+         return_url) \
        VALUES ($1, $2, $3, $4, $5, $6, $9, $7, $8, $10, 'pending', $11, $12, $13, $14, $15, $16, \
          jsonb_build_array(jsonb_build_object('from', NULL, 'to', 'pending', 'at', $14::timestamptz, \
-           'reason', 'created'))) \
+           'reason', 'created')), $17) \
      ) \
      INSERT INTO payment_history (payment_id, from_status, to_status, reason, at, traceparent) \
      VALUES ($1, NULL, 'pending', 'created', $14, $16)";
@@ -110,26 +113,27 @@ const INSERT_PAYMENT: &str = "WITH a AS ( \
 /// `SELECT` never sees this statement's own key row.)
 const INSERT_PAYMENT_WITH_KEY: &str = "WITH k AS ( \
        INSERT INTO idempotency_keys (merchant_id, key, request_hash, response_status, response_body) \
-       VALUES ($2, $17, $18, $19, $20) ON CONFLICT DO NOTHING RETURNING 1 \
+       VALUES ($2, $18, $19, $20, $21) ON CONFLICT DO NOTHING RETURNING 1 \
      ), a AS ( \
        INSERT INTO deposit_addresses (merchant_id, derivation_index, address) \
        SELECT $2::uuid, $8::integer, $7::text FROM k \
      ), p AS ( \
        INSERT INTO payments (id, merchant_id, chain, chain_id, asset_symbol, asset_contract, \
          asset_decimals, address, derivation_index, amount_raw, status, \
-         confirmations_required, order_id, metadata, created_at, expires_at, traceparent, history) \
+         confirmations_required, order_id, metadata, created_at, expires_at, traceparent, history, \
+         return_url) \
        SELECT $1::uuid, $2::uuid, $3::text, $4::bigint, $5::text, $6::text, $9::smallint, \
          $7::text, $8::integer, $10::numeric, 'pending', $11::integer, $12::text, $13::jsonb, \
          $14::timestamptz, $15::timestamptz, $16::text, \
          jsonb_build_array(jsonb_build_object('from', NULL, 'to', 'pending', \
-           'at', $14::timestamptz, 'reason', 'created')) FROM k \
+           'at', $14::timestamptz, 'reason', 'created')), $17::text FROM k \
      ), h AS ( \
        INSERT INTO payment_history (payment_id, from_status, to_status, reason, at, traceparent) \
        SELECT $1::uuid, NULL, 'pending', 'created', $14::timestamptz, $16::text FROM k \
      ) \
      SELECT (SELECT count(*) FROM k), i.request_hash, i.response_status, i.response_body \
      FROM (VALUES (1)) AS one (x) \
-     LEFT JOIN idempotency_keys i ON i.merchant_id = $2 AND i.key = $17";
+     LEFT JOIN idempotency_keys i ON i.merchant_id = $2 AND i.key = $18";
 
 /// Inserts a new payment in one statement, so one round trip and atomic without a
 /// transaction. With `claim`, the key is claimed and its response stored in the same
@@ -164,6 +168,7 @@ pub async fn create(
             &p.created_at,
             &p.expires_at,
             &traceparent,
+            &p.return_url,
         ];
         let Some(k) = claim else {
             let stmt = c.prepare_cached(INSERT_PAYMENT).await?;
@@ -205,7 +210,7 @@ const SELECT_PAYMENT: &str = "SELECT p.id, p.merchant_id, p.chain, p.chain_id, p
       ORDER BY t.block_number, t.log_index) \
     FROM payment_transfers t WHERE t.payment_id = p.id), '[]'::json) AS transfers, \
   p.history, \
-  p.settlement_reason \
+  p.settlement_reason, p.return_url \
   FROM payments p";
 
 #[derive(Deserialize)]
@@ -281,6 +286,7 @@ fn from_row(row: &Row) -> Result<Payment, StoreError> {
         settlement_status: row.get(20),
         settlement_tx_hash: row.get(21),
         settlement_reason: row.get(24),
+        return_url: row.get(25),
         transfers: transfers
             .into_iter()
             .map(|t| {

@@ -157,6 +157,57 @@ async fn a_token_qr_holds_the_plain_address_and_the_transfer_request_is_a_link()
 }
 
 #[tokio::test]
+async fn a_return_url_is_kept_and_offered_once_confirmed() {
+    let app = spawn_app().await;
+    for bad in [
+        "javascript:alert(1)",
+        "data:text/html,x",
+        "ftp://example.com/",
+        "https://user:pw@example.com/",
+        "/relative",
+    ] {
+        let r = app
+            .post_payment(
+                &json!({"chain": "devchain", "asset": "native", "amount": "1", "return_url": bad}),
+            )
+            .await;
+        let err = crate::helpers::expect_error(r, 400, "invalid_request").await;
+        assert_eq!(err["param"], "return_url", "{bad}");
+    }
+    let back = "https://shop.example/orders/42?paid=1&x=\"y\"";
+    let r = app
+        .post_payment(
+            &json!({"chain": "devchain", "asset": "native", "amount": "1", "return_url": back}),
+        )
+        .await;
+    assert_eq!(r.status(), 201);
+    let p: Value = r.json().await.unwrap();
+    assert_eq!(p["return_url"], back);
+    let id = p["id"].as_str().unwrap();
+    let link = format!(
+        "href=\"{}\"",
+        back.replace('&', "&amp;").replace('"', "&quot;")
+    );
+    let (_, _, html) = fetch(&app, &format!("/pay/{id}")).await;
+    assert!(
+        html.contains("<p id=\"return\" hidden>"),
+        "hidden while not confirmed"
+    );
+    assert!(html.contains(&link));
+    // Confirmed (set in the database: this test is about the page, not the chain).
+    let c = app.store.client().await.unwrap();
+    c.execute(
+        "UPDATE payments SET status = 'confirmed', amount_received_raw = amount_raw WHERE id = $1::text::uuid",
+        &[&id],
+    )
+    .await
+    .unwrap();
+    let (_, _, html) = fetch(&app, &format!("/pay/{id}")).await;
+    assert!(html.contains("<p id=\"return\">"), "{html}");
+    assert!(html.contains("data-state=\"confirmed\""));
+}
+
+#[tokio::test]
 async fn unknown_and_malformed_ids_get_the_same_plain_404() {
     let app = spawn_app().await;
     let p = app.create_payment("1").await;
@@ -166,7 +217,12 @@ async fn unknown_and_malformed_ids_get_the_same_plain_404() {
         "/pay/01a2306c-8890-7161-98c0-9d7d1ecb4ef3".to_string(),
         "/pay/not-an-id".to_string(),
         "/pay/%3Cscript%3E".to_string(),
-        format!("/pay/{}0", &id[..id.len() - 1]),
+        // Another id that differs from a real one in its last digit.
+        format!(
+            "/pay/{}{}",
+            &id[..id.len() - 1],
+            if id.ends_with('0') { '1' } else { '0' }
+        ),
         "/pay/not-an-id/status".to_string(),
     ] {
         let (status, headers, html) = fetch(&app, &path).await;

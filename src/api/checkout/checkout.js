@@ -74,6 +74,10 @@
     if (pay) {
       pay.hidden = !open;
     }
+    var back = byId("return");
+    if (back) {
+      back.hidden = v.state !== "confirmed";
+    }
     anchor(v.expires_in);
     if (v.final) {
       clearInterval(poller);

@@ -210,6 +210,21 @@ pub async fn show(state: &AppState, _req: &ApiRequest, id: &str) -> ApiResult {
             escape(s.refresh_note)
         )
     };
+    // The way back to the merchant, shown once confirmed (the script reveals it when the
+    // payment confirms while the page is open).
+    let back = match &p.return_url {
+        Some(url) => format!(
+            "<p id=\"return\"{hidden}><a class=\"wallet\" href=\"{url}\">{text}</a></p>\n",
+            hidden = if payer_state == PayerState::Confirmed {
+                ""
+            } else {
+                " hidden"
+            },
+            url = escape(url),
+            text = escape(s.return_to_merchant),
+        ),
+        None => String::new(),
+    };
     let body = format!(
         "<!doctype html>\n<html lang=\"{lang}\">\n<head>\n<meta charset=\"utf-8\">\n\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
@@ -229,7 +244,7 @@ pub async fn show(state: &AppState, _req: &ApiRequest, id: &str) -> ApiResult {
          <p id=\"confirmations-line\"{hide_conf}>{conf_label}: <span id=\"confirmations\">{conf}</span> / \
          <span id=\"confirmations-required\">{conf_req}</span></p>\n\
          <p id=\"expiry-line\"{hide_exp}>{expires_label}: <time id=\"expires\" data-expires-in=\"{expires_in}\">{countdown}</time></p>\n\
-         {note}\n<p id=\"copied\" class=\"copied\" role=\"status\" aria-live=\"polite\" data-text=\"{copied}\"></p>\n\
+         {back}{note}\n<p id=\"copied\" class=\"copied\" role=\"status\" aria-live=\"polite\" data-text=\"{copied}\"></p>\n\
          </main>\n</body>\n</html>\n",
         lang = s.lang,
         pay = escape(s.pay),
@@ -253,6 +268,7 @@ pub async fn show(state: &AppState, _req: &ApiRequest, id: &str) -> ApiResult {
         expires_in = v.expires_in,
         countdown = countdown(v.expires_in),
         copied = escape(s.copied),
+        back = back,
     );
     page(StatusCode::OK, "text/html; charset=utf-8", body, "no-store")
 }

@@ -33,6 +33,8 @@ pub struct Strings {
     pub expires_in: &'static str,
     /// Label of the confirmation count.
     pub confirmations: &'static str,
+    /// Link back to the merchant once the payment is confirmed.
+    pub return_to_merchant: &'static str,
     /// Said with JavaScript off.
     pub refresh_note: &'static str,
     /// Per state.
@@ -72,6 +74,7 @@ pub const EN: Strings = Strings {
     open_wallet_transfer: "Open as a token transfer request (EIP-681)",
     expires_in: "Time left",
     confirmations: "Confirmations",
+    return_to_merchant: "Return to the merchant",
     refresh_note: "This page refreshes itself every 10 seconds.",
     waiting: "Waiting for your payment.",
     partially_paid: "Part of the amount arrived. Please send the rest.",
