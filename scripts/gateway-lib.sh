@@ -5,7 +5,7 @@
 
 gateway_setup() {
   if [ -z "${CTRIP_TEST_DATABASE_URL:-}" ]; then
-    eval "export $(CTRIP_SETUP_PROMTOOL=0 scripts/setup.sh | tail -n 1)"
+    eval "export $(CTRIP_SETUP_PROMTOOL=0 CTRIP_SETUP_BROWSER=0 scripts/setup.sh | tail -n 1)"
   fi
   GATEWAY_DB="ctrip_script_$$_$RANDOM"
   psql "$CTRIP_TEST_DATABASE_URL" -qc "CREATE DATABASE $GATEWAY_DB" >/dev/null

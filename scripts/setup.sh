@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs what the gateway's dev run and test suite need, only where it is missing:
 #   - PostgreSQL server binaries (Debian package postgresql) and a server for the tests,
-#   - anvil (npm package @foundry-rs/anvil, pinned in package-lock.json),
+#   - anvil (npm package @foundry-rs/anvil), and playwright-core, jsqr and pngjs for the
+#     checkout page's browser test (all pinned in package-lock.json),
+#   - Chromium (Debian package chromium) for that browser test,
 #   - promtool, Prometheus and Alertmanager (Debian packages prometheus and
 #     prometheus-alertmanager) for the alert-rule tests and the end-to-end alert test,
 #   - opentelemetry-proto (PyPI, in .tools/venv) to decode exported spans in the tests,
@@ -48,8 +50,16 @@ if [ ${#need[@]} -gt 0 ]; then
   apt_install "${need[@]}"
 fi
 
-if [ ! -x node_modules/.bin/anvil ]; then
-  log "installing anvil from npm"
+if [ "${CTRIP_SETUP_BROWSER:-1}" = "1" ] && [ ! -x /usr/bin/chromium ]; then
+  apt_install chromium
+fi
+
+npm_ready=1
+for m in @foundry-rs/anvil playwright-core jsqr pngjs; do
+  [ -f "node_modules/$m/package.json" ] || npm_ready=0
+done
+if [ "$npm_ready" -eq 0 ] || [ ! -x node_modules/.bin/anvil ]; then
+  log "installing anvil and the browser test's packages from npm"
   npm ci --no-audit --no-fund --loglevel=error >&2
 fi
 

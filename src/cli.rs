@@ -12,6 +12,7 @@ use crate::chain::metrics::ChainMetrics;
 use crate::chain::{ChainRpc, ChainStatusRegistry};
 use crate::config::{ChainSettings, RpcUrl, Secret, Settings, StartBlock, TokenSettings};
 use crate::devnet::{Anvil, DevChain, TempPostgres, ANVIL_PAYER};
+use crate::domain::checkout::{Accent, TokenQr};
 use crate::ops;
 use crate::store::Store;
 use crate::telemetry::{build_logger, init_sentry, LogSink};
@@ -117,6 +118,47 @@ enum MerchantCommand {
         #[arg(long)]
         name: String,
     },
+    /// Change what the merchant's payers see on its payment pages; options left out stay
+    /// as they are.
+    Branding {
+        /// Merchant id.
+        merchant: Uuid,
+        /// Display name (1 to 200 characters).
+        #[arg(long, value_parser = parse_name)]
+        name: Option<String>,
+        /// Accent colour of the page's buttons and border, `#rrggbb`, or `default`.
+        #[arg(long, value_parser = parse_accent)]
+        accent: Option<AccentArg>,
+        /// What a token payment's QR code holds: `address` (the deposit address alone; the
+        /// default, which every wallet reads right) or `eip681` (the transfer request with
+        /// the amount, which some wallets misread).
+        #[arg(long, value_parser = parse_token_qr)]
+        token_qr: Option<TokenQr>,
+    },
+}
+
+/// `--accent`: a colour, or back to the page's own.
+#[derive(Debug, Clone, Copy)]
+struct AccentArg(Option<Accent>);
+
+fn parse_name(s: &str) -> Result<String, String> {
+    match s.chars().count() {
+        1..=200 => Ok(s.to_string()),
+        _ => Err("a display name has 1 to 200 characters".into()),
+    }
+}
+
+fn parse_accent(s: &str) -> Result<AccentArg, String> {
+    if s == "default" {
+        return Ok(AccentArg(None));
+    }
+    Accent::parse(s)
+        .map(|a| AccentArg(Some(a)))
+        .ok_or_else(|| "an accent is #rrggbb (six hexadecimal digits) or `default`".into())
+}
+
+fn parse_token_qr(s: &str) -> Result<TokenQr, String> {
+    TokenQr::parse(s).ok_or_else(|| "`address` or `eip681`".into())
 }
 
 #[derive(Subcommand)]
@@ -188,6 +230,28 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 "api_key:     {}   (shown once; store it now)",
                 created.api_key
             );
+            Ok(())
+        }
+        Command::Merchant {
+            command:
+                MerchantCommand::Branding {
+                    merchant,
+                    name,
+                    accent,
+                    token_qr,
+                },
+        } => {
+            let store = connect(config).await?;
+            let found = ops::set_branding(
+                &store,
+                merchant,
+                name.as_deref(),
+                accent.map(|a| a.0),
+                token_qr,
+            )
+            .await?;
+            anyhow::ensure!(found, "no such merchant");
+            println!("branding updated");
             Ok(())
         }
         Command::Apikey {

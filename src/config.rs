@@ -317,6 +317,10 @@ pub struct ServerSettings {
     /// lost. Zero: every request reads its key from the database.
     #[serde(rename = "api_key_cache_ttl_ms", with = "duration::ms")]
     pub api_key_cache_ttl: Duration,
+    /// Payer pages following their payment live at once at most (each holds a
+    /// connection); past it a page gets 503 for its event stream and polls instead. Zero:
+    /// every page polls.
+    pub max_event_streams: usize,
 }
 
 /// `[database]`

@@ -3,6 +3,7 @@
 use uuid::Uuid;
 
 use crate::domain::apikey;
+use crate::domain::checkout::{Accent, TokenQr};
 use crate::store::{api_keys, merchants, Store, StoreError};
 
 /// A merchant with its first key.
@@ -28,6 +29,19 @@ pub async fn create_merchant(store: &Store, name: &str) -> Result<CreatedMerchan
         key_id,
         api_key: key.raw,
     })
+}
+
+/// Changes what a merchant's payers see (see [`merchants::set_branding`]); false when there
+/// is no such merchant.
+pub async fn set_branding(
+    store: &Store,
+    merchant_id: Uuid,
+    name: Option<&str>,
+    accent: Option<Option<Accent>>,
+    token_qr: Option<TokenQr>,
+) -> Result<bool, StoreError> {
+    let client = store.client().await?;
+    merchants::set_branding(&client, merchant_id, name, accent, token_qr).await
 }
 
 /// Creates another key for an existing merchant; `None` when there is no such merchant.

@@ -16,6 +16,8 @@ crate::declare_metrics! {
             "HTTP request duration.";
         api_key_lookups: IntCounterVec = "api_key_lookups_total" ["source"],
             "API key checks by where the key row came from: memory (trusted while subscribed to key changes) or database.";
+        checkout_streams: IntGauge = "checkout_event_streams" [],
+            "Payer pages following their payment live on this replica (open server-sent event streams).";
         idempotent_replays: IntCounter = "idempotent_replays_total" [],
             "POST requests answered from a stored idempotent response.";
         ready: IntGauge = "ready" [],

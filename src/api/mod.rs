@@ -61,6 +61,8 @@ pub struct AppState {
     pub keys: Arc<key_cache::KeyCache>,
     /// Derivation indexes reserved for new payments.
     pub indexes: Arc<indexes::IndexReservations>,
+    /// The payer pages following their payment live on this replica.
+    pub changes: Arc<checkout::changes::PaymentChanges>,
     /// Prometheus metrics.
     pub metrics: ApiMetrics,
     /// Root logger.
@@ -96,6 +98,9 @@ pub struct ApiRequest {
 
 /// What handlers return.
 pub type ApiResult = Result<Response<Bytes>, ApiError>;
+
+/// What the server sends: a complete body, or a stream (a payer page's live nudges).
+pub type Reply = warp::reply::Response;
 
 /// A JSON response.
 pub fn json<T: Serialize>(status: StatusCode, value: &T) -> ApiResult {
@@ -138,9 +143,7 @@ pub enum Surface {
 }
 
 /// The warp filter serving the whole API.
-pub fn routes(
-    state: AppState,
-) -> impl Filter<Extract = (Response<Bytes>,), Error = Infallible> + Clone {
+pub fn routes(state: AppState) -> impl Filter<Extract = (Reply,), Error = Infallible> + Clone {
     routes_on(state, Surface::All)
 }
 
@@ -148,7 +151,7 @@ pub fn routes(
 pub fn routes_on(
     state: AppState,
     surface: Surface,
-) -> impl Filter<Extract = (Response<Bytes>,), Error = Infallible> + Clone {
+) -> impl Filter<Extract = (Reply,), Error = Infallible> + Clone {
     let query = warp::query::raw().or(warp::any().map(String::new)).unify();
     // One shared handle per request rather than a copy of every field (dozens of
     // reference counts touched twice per request).
@@ -175,7 +178,7 @@ pub fn routes_on(
                 }
             },
         )
-        .recover(|_| async { Ok::<_, Infallible>(fallback_response()) })
+        .recover(|_| async { Ok::<_, Infallible>(fallback_response().map(Into::into)) })
         .unify()
 }
 
@@ -252,7 +255,7 @@ async fn handle<S, B>(
     query: String,
     headers: HeaderMap,
     body: S,
-) -> Response<Bytes>
+) -> Reply
 where
     S: Stream<Item = Result<B, warp::Error>> + Unpin,
     B: Buf,
@@ -282,7 +285,7 @@ async fn serve<S, B>(
     query: String,
     headers: HeaderMap,
     body: S,
-) -> Response<Bytes>
+) -> Reply
 where
     S: Stream<Item = Result<B, warp::Error>> + Unpin,
     B: Buf,
@@ -337,6 +340,7 @@ where
                 Ok(b) => bytes_response(status, "application/json", b.into()),
                 Err(_) => fallback_response(),
             }
+            .map(Into::into)
         }
     };
     if let Ok(v) = HeaderValue::from_str(&rid) {
@@ -444,8 +448,28 @@ fn surface_serves(surface: Surface, path: &str) -> bool {
     }
 }
 
-/// Routes a request to its handler; returns the route template for metrics.
-async fn dispatch(state: &AppState, req: &ApiRequest) -> (&'static str, ApiResult) {
+/// Routes a request to its handler; returns the route template for metrics. Only a payer
+/// page's event stream is not a complete body.
+async fn dispatch(state: &AppState, req: &ApiRequest) -> (&'static str, Result<Reply, ApiError>) {
+    if let Some(id) = req
+        .path
+        .strip_prefix("/pay/")
+        .and_then(|rest| rest.trim_end_matches('/').strip_suffix("/events"))
+        .filter(|id| !id.contains('/'))
+    {
+        let route = "/pay/{id}/events";
+        return if req.method == Method::GET {
+            (route, checkout::events(state, req, id).await)
+        } else {
+            (route, Err(ApiError::MethodNotAllowed))
+        };
+    }
+    let (route, result) = dispatch_complete(state, req).await;
+    (route, result.map(|r| r.map(Into::into)))
+}
+
+/// Routes a request whose answer is a complete body.
+async fn dispatch_complete(state: &AppState, req: &ApiRequest) -> (&'static str, ApiResult) {
     let segments: Vec<&str> = req
         .path
         .trim_start_matches('/')

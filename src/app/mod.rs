@@ -112,7 +112,12 @@ impl Application {
         if !settings.chains.is_empty() {
             slog::info!(log, "replica"; "replica_id" => &replica);
         }
+        let api_metrics = metrics.for_api();
         let state = AppState {
+            changes: Arc::new(api::checkout::changes::PaymentChanges::new(
+                settings.server.max_event_streams,
+                api_metrics.http.checkout_streams.clone(),
+            )),
             chains: Arc::new(chains),
             store,
             wallet: Arc::new(wallet),
@@ -122,7 +127,7 @@ impl Application {
             indexes: Arc::new(api::indexes::IndexReservations::new(
                 settings.payments.address_reservation,
             )),
-            metrics: metrics.for_api(),
+            metrics: api_metrics,
             log,
             registry: actors::HealthRegistry::new(),
             chain_status: crate::chain::ChainStatusRegistry::default(),
@@ -222,6 +227,12 @@ impl Application {
             state.keys.clone(),
             log.clone(),
         ));
+        // ... and payment changes, for the payer pages it holds open.
+        let payment_changes = tokio::spawn(api::checkout::changes::follow_changes(
+            state.store.clone(),
+            state.changes.clone(),
+            log.clone(),
+        ));
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let stopped = move || {
             let mut rx = stop_rx.clone();
@@ -248,8 +259,12 @@ impl Application {
             api::Surface::All
         };
         slog::info!(log, "serving"; "port" => self.port);
+        let changes = state.changes.clone();
         tokio::spawn(async move {
             shutdown.await;
+            // Open event streams would hold the drain for its whole timeout; ended, their
+            // pages reconnect to another replica (or poll).
+            changes.close();
             let _ = stop_tx.send(true);
         });
         api::server::serve(self.listener, state.clone(), surface, stopped(), drain).await;
@@ -258,6 +273,7 @@ impl Application {
         }
         slog::info!(log, "HTTP server stopped");
         key_changes.abort();
+        payment_changes.abort();
         if let Some(tree) = tree {
             tree.shutdown(state.settings.supervision.shutdown_timeout * 4)
                 .await;

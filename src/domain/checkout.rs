@@ -89,6 +89,97 @@ pub fn token_transfer_uri(token: Address, chain_id: u64, to: Address, amount: U2
     )
 }
 
+/// What goes into the QR code of a token payment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TokenQr {
+    /// The deposit address alone; the amount and token are shown beside it. Safe with every
+    /// wallet.
+    #[default]
+    Address,
+    /// The EIP-681 `transfer` request (amount included), for merchants whose payers' wallets
+    /// read it correctly.
+    Eip681,
+}
+
+impl TokenQr {
+    /// Stable name, as stored and given on the command line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Address => "address",
+            Self::Eip681 => "eip681",
+        }
+    }
+
+    /// Parses [`TokenQr::as_str`]'s names.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "address" => Some(Self::Address),
+            "eip681" => Some(Self::Eip681),
+            _ => None,
+        }
+    }
+}
+
+/// A merchant's accent colour, `#rrggbb`: the page's buttons and top border.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Accent([u8; 3]);
+
+impl Accent {
+    /// Parses `#rrggbb` (either case).
+    pub fn parse(s: &str) -> Option<Self> {
+        let hex = s.strip_prefix('#')?;
+        if hex.len() != 6 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return None;
+        }
+        let byte = |i: usize| u8::from_str_radix(&hex[i..i + 2], 16).ok();
+        Some(Self([byte(0)?, byte(2)?, byte(4)?]))
+    }
+
+    /// `rrggbb`, lower case, without the `#`.
+    pub fn hex(self) -> String {
+        format!("{:02x}{:02x}{:02x}", self.0[0], self.0[1], self.0[2])
+    }
+
+    /// Relative luminance (WCAG 2).
+    fn luminance(self) -> f64 {
+        let channel = |c: u8| {
+            let c = f64::from(c) / 255.0;
+            if c <= 0.03928 {
+                c / 12.92
+            } else {
+                ((c + 0.055) / 1.055).powf(2.4)
+            }
+        };
+        0.2126 * channel(self.0[0]) + 0.7152 * channel(self.0[1]) + 0.0722 * channel(self.0[2])
+    }
+
+    /// Text colour for a button of this colour, black or white, whichever contrasts more:
+    /// any accent a merchant picks stays readable (at least 4.58:1, reached at the
+    /// luminance where both contrast equally).
+    pub fn text_on(self) -> &'static str {
+        let l = self.luminance();
+        let on_white = 1.05 / (l + 0.05);
+        let on_black = (l + 0.05) / 0.05;
+        if on_black > on_white {
+            "#000000"
+        } else {
+            "#ffffff"
+        }
+    }
+}
+
+/// How a merchant's payer pages look and what their token QR codes hold. Nothing else about
+/// the merchant is shown to a payer.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Branding {
+    /// The merchant's display name.
+    pub name: String,
+    /// Its accent colour (the page's default when unset).
+    pub accent: Option<Accent>,
+    /// What a token payment's QR code holds.
+    pub token_qr: TokenQr,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -147,6 +238,34 @@ mod tests {
         let mut reorged = payment(PaymentStatus::Confirmed, 100, 50);
         reorged.exception = Some(PaymentException::Underpaid);
         assert_eq!(PayerState::of(&reorged), PayerState::Underpaid);
+    }
+
+    fn contrast(a: f64, b: f64) -> f64 {
+        (a.max(b) + 0.05) / (a.min(b) + 0.05)
+    }
+
+    #[test]
+    fn every_accent_keeps_its_button_text_readable() {
+        for s in [
+            "#000000", "#ffffff", "#1D4ED8", "#777777", "#767676", "#ffcc00", "#00ff00",
+        ] {
+            let a = Accent::parse(s).unwrap();
+            let text = if a.text_on() == "#000000" { 0.0 } else { 1.0 };
+            let ratio = contrast(a.luminance(), text);
+            assert!(ratio >= 4.5, "{s}: {ratio}");
+        }
+        assert_eq!(Accent::parse("#1D4ED8").unwrap().hex(), "1d4ed8");
+        for bad in [
+            "1d4ed8", "#1d4ed", "#1d4ed8f", "#gggggg", "#+1+2+3", "", "#",
+        ] {
+            assert!(Accent::parse(bad).is_none(), "{bad}");
+        }
+        assert_eq!(TokenQr::parse("eip681"), Some(TokenQr::Eip681));
+        assert_eq!(
+            TokenQr::parse(TokenQr::Address.as_str()),
+            Some(TokenQr::Address)
+        );
+        assert_eq!(TokenQr::parse("EIP681"), None);
     }
 
     #[test]

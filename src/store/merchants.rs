@@ -5,6 +5,7 @@ use deadpool_postgres::GenericClient;
 use uuid::Uuid;
 
 use super::StoreError;
+use crate::domain::checkout::{Accent, Branding, TokenQr};
 
 /// A merchant row.
 #[derive(Debug, Clone)]
@@ -56,13 +57,56 @@ pub async fn exists(c: &impl GenericClient, id: Uuid) -> Result<bool, StoreError
     .await
 }
 
-/// The merchant's name, as shown to its payers.
-pub async fn display_name(c: &impl GenericClient, id: Uuid) -> Result<Option<String>, StoreError> {
-    super::timed("merchants.display_name", async move {
+/// What the merchant's payers see of it.
+pub async fn branding(c: &impl GenericClient, id: Uuid) -> Result<Option<Branding>, StoreError> {
+    super::timed("merchants.branding", async move {
         let stmt = c
-            .prepare_cached("SELECT name FROM merchants WHERE id = $1")
+            .prepare_cached("SELECT name, accent_color, token_qr FROM merchants WHERE id = $1")
             .await?;
-        Ok(c.query_opt(&stmt, &[&id]).await?.map(|r| r.get(0)))
+        let Some(row) = c.query_opt(&stmt, &[&id]).await? else {
+            return Ok(None);
+        };
+        let accent: Option<String> = row.get(1);
+        let token_qr: String = row.get(2);
+        Ok(Some(Branding {
+            name: row.get(0),
+            accent: match accent {
+                Some(a) => Some(Accent::parse(&a).ok_or(StoreError::Corrupt("merchants"))?),
+                None => None,
+            },
+            token_qr: TokenQr::parse(&token_qr).ok_or(StoreError::Corrupt("merchants"))?,
+        }))
+    })
+    .await
+}
+
+/// Changes what the merchant's payers see; a `None` leaves that part as it is (an accent
+/// of `Some(None)` returns to the page's default). False when there is no such merchant.
+pub async fn set_branding(
+    c: &impl GenericClient,
+    id: Uuid,
+    name: Option<&str>,
+    accent: Option<Option<Accent>>,
+    token_qr: Option<TokenQr>,
+) -> Result<bool, StoreError> {
+    super::timed("merchants.set_branding", async move {
+        let accent_text = accent.map(|a| a.map(|a| format!("#{}", a.hex())));
+        let n = c
+            .execute(
+                "UPDATE merchants SET name = COALESCE($2, name), \
+                        accent_color = CASE WHEN $3 THEN $4 ELSE accent_color END, \
+                        token_qr = COALESCE($5, token_qr) \
+                  WHERE id = $1",
+                &[
+                    &id,
+                    &name,
+                    &accent_text.is_some(),
+                    &accent_text.flatten(),
+                    &token_qr.map(TokenQr::as_str),
+                ],
+            )
+            .await?;
+        Ok(n == 1)
     })
     .await
 }

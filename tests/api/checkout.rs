@@ -3,7 +3,7 @@
 
 use serde_json::{json, Value};
 
-use crate::helpers::{spawn_app, TestApp, TKN};
+use crate::helpers::{metric, spawn_app, TestApp, TKN};
 
 const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; \
                    connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
@@ -239,4 +239,160 @@ async fn unknown_and_malformed_ids_get_the_same_plain_404() {
     assert!(js.contains("data-status-url"));
     let (status, _, _) = fetch(&app, "/pay/assets/other.js").await;
     assert_eq!(status, 404);
+}
+
+/// Reads the event stream until it holds `n` events (blank-line separated); keep-alive
+/// comments are not events.
+async fn events(r: &mut reqwest::Response, n: usize) -> Vec<String> {
+    let mut text = String::new();
+    loop {
+        let events: Vec<String> = text
+            .split("\n\n")
+            .filter(|e| e.lines().any(|l| l.starts_with("data:")))
+            .map(str::to_string)
+            .collect();
+        let complete = text.ends_with("\n\n") || events.len() > n;
+        if events.len() >= n && complete {
+            return events;
+        }
+        let chunk = tokio::time::timeout(std::time::Duration::from_secs(20), r.chunk())
+            .await
+            .expect("an event in time")
+            .expect("reads")
+            .expect("the stream stays open");
+        text.push_str(std::str::from_utf8(&chunk).expect("utf-8"));
+    }
+}
+
+#[tokio::test]
+async fn the_event_stream_says_changed_when_the_payment_changes() {
+    let app = spawn_app().await;
+    // This replica's subscription to payment changes must be in place first: a change
+    // before it would be missed (a page polls as well, so that costs it one poll).
+    let changes = app.state.changes.clone();
+    crate::helpers::eventually(20, "the subscription", || {
+        let c = changes.clone();
+        async move { c.is_listening().then_some(()) }
+    })
+    .await;
+    let p = app.create_payment("1").await;
+    let id = p["id"].as_str().unwrap();
+    let (_, _, html) = fetch(&app, &format!("/pay/{id}")).await;
+    let events_url = attribute(&html, "data-events-url").expect("the page names its stream");
+    assert_eq!(events_url, format!("/pay/{id}/events"));
+
+    let mut stream = app.client.get(app.url(&events_url)).send().await.unwrap();
+    assert_eq!(stream.status(), 200);
+    assert_eq!(stream.headers()["content-type"], "text/event-stream");
+    assert_eq!(stream.headers()["content-security-policy"], CSP);
+    assert_eq!(stream.headers()["cache-control"], "no-store");
+    // First a nudge (the payment may have changed since the page was rendered), with the
+    // reconnect delay.
+    let first = events(&mut stream, 1).await;
+    assert!(first[0].contains("data:changed") && first[0].contains("retry:3000"));
+    let text = app.metrics_text().await;
+    assert_eq!(metric(&text, "ctrip_checkout_event_streams"), Some(1.0));
+
+    // The merchant cancels: a write on the payment, which the database announces to every
+    // replica, reaches the open stream. It says nothing but "changed".
+    let other = app.create_payment("2").await;
+    let r = app
+        .post(&format!(
+            "/v1/payments/{}/cancel",
+            other["id"].as_str().unwrap()
+        ))
+        .await;
+    assert_eq!(r.status(), 200);
+    let r = app.post(&format!("/v1/payments/{id}/cancel")).await;
+    assert_eq!(r.status(), 200);
+    let next = events(&mut stream, 1).await;
+    assert_eq!(next[0].trim(), "data:changed");
+
+    // Unknown ids get the plain 404; other methods are refused.
+    let (status, _, html) = fetch(&app, "/pay/not-an-id/events").await;
+    assert_eq!(status, 404);
+    assert!(html.contains("Payment not found"));
+    let r = app.client.post(app.url(&events_url)).send().await.unwrap();
+    assert_eq!(r.status(), 405);
+    drop(stream);
+    crate::helpers::eventually(20, "the closed stream's release", || async {
+        let text = app.metrics_text().await;
+        (metric(&text, "ctrip_checkout_event_streams") == Some(0.0)).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn past_the_stream_cap_a_page_is_told_to_poll() {
+    let app = crate::helpers::spawn_app_with(|s| s.server.max_event_streams = 1).await;
+    let p = app.create_payment("1").await;
+    let url = app.url(&format!("/pay/{}/events", p["id"].as_str().unwrap()));
+    let mut first = app.client.get(&url).send().await.unwrap();
+    assert_eq!(first.status(), 200);
+    events(&mut first, 1).await;
+    let second = app.client.get(&url).send().await.unwrap();
+    assert_eq!(second.status(), 503);
+    assert_eq!(second.headers()["retry-after"], "30");
+    assert_eq!(second.headers()["content-security-policy"], CSP);
+}
+
+#[tokio::test]
+async fn a_merchants_branding_reaches_its_pages_and_nothing_else_does() {
+    let app = spawn_app().await;
+    assert!(ctrip::ops::set_branding(
+        &app.store,
+        app.merchant_id,
+        Some("Corner <Shop>"),
+        Some(ctrip::domain::checkout::Accent::parse("#FFCC00")),
+        Some(ctrip::domain::checkout::TokenQr::Eip681),
+    )
+    .await
+    .unwrap());
+    let r = app
+        .post_payment(&json!({"chain": "devchain", "asset": "TKN", "amount": "1.5"}))
+        .await;
+    let p: Value = r.json().await.unwrap();
+    let (id, address) = (p["id"].as_str().unwrap(), p["address"].as_str().unwrap());
+    let (_, _, html) = fetch(&app, &format!("/pay/{id}")).await;
+    assert!(html.contains("Corner &lt;Shop&gt;"), "the name, escaped");
+    assert!(html.contains("href=\"/pay/assets/accent-ffcc00.css\""));
+    // This merchant chose the transfer request for its token QR codes.
+    assert_eq!(
+        decode_qr(&html),
+        format!("ethereum:{TKN}@31337/transfer?address={address}&uint256=1500000000000000000")
+    );
+    // The accent comes as a stylesheet of ours (no inline style under the policy), with
+    // text that stays readable on it.
+    let (status, headers, css) = fetch(&app, "/pay/assets/accent-ffcc00.css").await;
+    assert_eq!(status, 200);
+    assert_eq!(headers["content-type"], "text/css; charset=utf-8");
+    assert!(
+        css.contains("--accent: #ffcc00; --on-accent: #000000;"),
+        "{css}"
+    );
+    for bad in [
+        "accent-FFCC00.css",
+        "accent-ffcc0.css",
+        "accent-ffcc00;x.css",
+        "accent-.css",
+    ] {
+        let (status, _, _) = fetch(&app, &format!("/pay/assets/{bad}")).await;
+        assert_eq!(status, 404, "{bad}");
+    }
+    // Another merchant's page keeps the defaults.
+    let created = ctrip::ops::create_merchant(&app.store, "Plain")
+        .await
+        .unwrap();
+    let r = app
+        .post_payment_as(
+            &created.api_key,
+            &json!({"chain": "devchain", "asset": "TKN", "amount": "1"}),
+            None,
+        )
+        .await;
+    let p: Value = r.json().await.unwrap();
+    let (_, _, html) = fetch(&app, &format!("/pay/{}", p["id"].as_str().unwrap())).await;
+    assert!(!html.contains("accent-"));
+    assert!(!html.contains("Corner"));
+    assert_eq!(decode_qr(&html), p["address"].as_str().unwrap());
 }

@@ -271,6 +271,64 @@ async fn operators_manage_merchants_and_keys_from_the_cli() {
     .await
     .expect("runs");
     assert!(!out.status.success());
+    // Branding: what the merchant's payers see.
+    let out = run(&[
+        "merchant",
+        "branding",
+        &merchant,
+        "--name",
+        "Corner Shop",
+        "--accent",
+        "#FFCC00",
+        "--token-qr",
+        "eip681",
+    ])
+    .output()
+    .await
+    .expect("runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let c = tokio_postgres::connect(&db, tokio_postgres::NoTls)
+        .await
+        .expect("connects");
+    tokio::spawn(c.1);
+    let row =
+        c.0.query_one(
+            "SELECT name, accent_color, token_qr FROM merchants WHERE id = $1::text::uuid",
+            &[&merchant],
+        )
+        .await
+        .expect("row");
+    let (name, accent, qr): (String, Option<String>, String) = (row.get(0), row.get(1), row.get(2));
+    assert_eq!(
+        (name.as_str(), accent.as_deref(), qr.as_str()),
+        ("Corner Shop", Some("#ffcc00"), "eip681")
+    );
+    // A bad colour or mode is refused before anything is written, naming the option.
+    for (option, value) in [("--accent", "yellow"), ("--token-qr", "qr")] {
+        let out = run(&["merchant", "branding", &merchant, option, value])
+            .output()
+            .await
+            .expect("runs");
+        assert!(!out.status.success());
+        assert!(String::from_utf8_lossy(&out.stderr).contains(option));
+    }
+    let out = run(&["merchant", "branding", &merchant, "--accent", "default"])
+        .output()
+        .await
+        .expect("runs");
+    assert!(out.status.success());
+    let row =
+        c.0.query_one(
+            "SELECT accent_color FROM merchants WHERE id = $1::text::uuid",
+            &[&merchant],
+        )
+        .await
+        .expect("row");
+    assert_eq!(row.get::<_, Option<String>>(0), None);
     let out = run(&["migrate"]).output().await.expect("runs");
     assert!(out.status.success());
 }

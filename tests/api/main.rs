@@ -4,6 +4,7 @@
 
 mod alerting;
 mod auth;
+mod browser;
 mod chain;
 mod chaos;
 mod checkout;

@@ -1,8 +1,9 @@
-// The payer's page, kept live. It re-reads the page's status document every 3 seconds,
-// and at once when the page becomes visible again or the network comes back (mobile
-// browsers freeze background pages and drop connections), then updates the words in
-// place; it counts down to expiry from the server's figure, so the payer's clock does not
-// matter. Copy buttons write to the clipboard. Everything it needs is in the page's
+// The payer's page, kept live. The server's event stream says only "changed"; the page
+// then re-reads its status document and updates the words in place. The stream is a
+// hint, never the truth: while it is not open (refused, dropped by a mobile browser,
+// blocked by a proxy) the page re-reads every 3 seconds, while it is open every 30, and at
+// once when the page becomes visible again or the network comes back. It counts down to
+// expiry from the server's figure, so the payer's clock does not matter. Copy buttons write to the clipboard. Everything it needs is in the page's
 // data-* attributes: there is no inline script and no other origin.
 (function () {
   "use strict";
@@ -11,6 +12,7 @@
     return;
   }
   var url = root.getAttribute("data-status-url");
+  var eventsUrl = root.getAttribute("data-events-url");
   var byId = function (id) {
     return document.getElementById(id);
   };
@@ -24,7 +26,7 @@
   var expiryLine = byId("expiry-line");
   var expires = byId("expires");
   var copied = byId("copied");
-  var current = root.getAttribute("data-state");
+  var copyDue = byId("copy-due");
   var deadline = null;
 
   function anchor(seconds) {
@@ -52,20 +54,42 @@
     anchor(parseInt(expires.getAttribute("data-expires-in"), 10) || 0);
   }
   var countdown = setInterval(tick, 1000);
-  var poller = null;
+  var timer = null;
+  var stream = null;
+  var done = false;
+
+  // A new amount due means a new payment request in the QR code: the server renders the
+  // page anew and only its payment block is taken over, so the payer's place on the page
+  // stays where it was.
+  function refreshRequest() {
+    fetch(window.location.pathname, { cache: "no-store", credentials: "omit" })
+      .then(function (r) {
+        return r.ok ? r.text() : null;
+      })
+      .then(function (html) {
+        var fresh = html ? new DOMParser().parseFromString(html, "text/html").getElementById("pay") : null;
+        if (fresh && pay) {
+          pay.replaceWith(document.importNode(fresh, true));
+          pay = byId("pay");
+        }
+      })
+      .catch(function () {
+        // The next change or poll tries again.
+      });
+  }
 
   function apply(v) {
-    // A new amount due means a new payment request in the QR code: render the page anew.
     if (v.due_is_remaining && due && v.due !== due.textContent) {
-      window.location.reload();
-      return;
+      refreshRequest();
     }
-    current = v.state;
     root.setAttribute("data-state", v.state);
     message.textContent = v.message;
     message.className = "message state-" + v.state;
     dueLabel.textContent = v.due_label;
     due.textContent = v.due;
+    if (copyDue) {
+      copyDue.setAttribute("data-copy", v.due);
+    }
     conf.textContent = String(v.confirmations);
     confRequired.textContent = String(v.confirmations_required);
     confLine.hidden = v.state !== "processing";
@@ -80,12 +104,28 @@
     }
     anchor(v.expires_in);
     if (v.final) {
-      clearInterval(poller);
+      done = true;
+      clearTimeout(timer);
       clearInterval(countdown);
+      if (stream) {
+        stream.close();
+      }
+    }
+  }
+
+  function live() {
+    return stream !== null && stream.readyState === 1;
+  }
+
+  function schedule() {
+    clearTimeout(timer);
+    if (!done) {
+      timer = setTimeout(poll, live() ? 30000 : 3000);
     }
   }
 
   function poll() {
+    clearTimeout(timer);
     fetch(url, { cache: "no-store", credentials: "omit" })
       .then(function (r) {
         return r.ok ? r.json() : null;
@@ -97,16 +137,34 @@
       })
       .catch(function () {
         // Offline for now: the next poll tries again.
-      });
+      })
+      .then(schedule);
   }
 
-  poller = setInterval(poll, 3000);
+  function listen() {
+    if (done || !eventsUrl || !window.EventSource || (stream && stream.readyState !== 2)) {
+      return;
+    }
+    stream = new EventSource(eventsUrl);
+    stream.onmessage = poll;
+    // The browser reconnects by itself unless the server refused the stream; either way
+    // the page polls quickly until the stream is open again.
+    stream.onerror = schedule;
+  }
+
+  function wake() {
+    poll();
+    listen();
+  }
+
+  schedule();
+  listen();
   document.addEventListener("visibilitychange", function () {
     if (!document.hidden) {
-      poll();
+      wake();
     }
   });
-  window.addEventListener("online", poll);
+  window.addEventListener("online", wake);
 
   document.addEventListener("click", function (e) {
     var button = e.target.closest ? e.target.closest("button[data-copy]") : null;
@@ -115,6 +173,9 @@
     }
     navigator.clipboard.writeText(button.getAttribute("data-copy")).then(function () {
       copied.textContent = copied.getAttribute("data-text");
+      setTimeout(function () {
+        copied.textContent = "";
+      }, 4000);
     });
   });
 })();

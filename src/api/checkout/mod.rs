@@ -3,6 +3,7 @@
 //! is complete without JavaScript (it then refreshes itself), and the script only keeps it
 //! live and copies to the clipboard. Nothing about the merchant is shown beyond its name.
 
+pub mod changes;
 mod qr;
 pub mod strings;
 
@@ -11,8 +12,8 @@ use serde::Serialize;
 use uuid::Uuid;
 use warp::http::{header, HeaderValue, Response, StatusCode};
 
-use super::{ApiRequest, ApiResult, AppState};
-use crate::domain::checkout::{self, PayerState};
+use super::{ApiError, ApiRequest, ApiResult, AppState, Reply};
+use crate::domain::checkout::{self, Accent, Branding, PayerState, TokenQr};
 use crate::domain::{format_units, Payment};
 use crate::store::{merchants, payments};
 use strings::{Strings, EN};
@@ -51,8 +52,15 @@ fn page(
 ) -> ApiResult {
     let mut r = Response::new(bytes::Bytes::from(body));
     *r.status_mut() = status;
-    let h = r.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    protect(r.headers_mut(), cache);
+    Ok(r)
+}
+
+/// The headers every checkout response carries: this origin only, no referrer, no
+/// framing, no sniffing.
+fn protect(h: &mut warp::http::HeaderMap, cache: &'static str) {
     h.insert(
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static(CSP),
@@ -67,7 +75,6 @@ fn page(
     );
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
-    Ok(r)
 }
 
 /// The same plain page for an unknown and a malformed id: it tells nothing.
@@ -89,8 +96,8 @@ fn not_found(s: &Strings) -> ApiResult {
     )
 }
 
-/// The payment behind a page address, with its merchant's name.
-async fn load(state: &AppState, id: &str) -> Result<Option<(Payment, String)>, super::ApiError> {
+/// The payment behind a page address, with its merchant's branding.
+async fn load(state: &AppState, id: &str) -> Result<Option<(Payment, Branding)>, ApiError> {
     let Ok(id) = Uuid::parse_str(id) else {
         return Ok(None);
     };
@@ -98,10 +105,10 @@ async fn load(state: &AppState, id: &str) -> Result<Option<(Payment, String)>, s
     let Some(p) = payments::get_any(&client, id).await? else {
         return Ok(None);
     };
-    let name = merchants::display_name(&client, p.merchant_id)
+    let branding = merchants::branding(&client, p.merchant_id)
         .await?
         .unwrap_or_default();
-    Ok(Some((p, name)))
+    Ok(Some((p, branding)))
 }
 
 /// What the page shows of a payment now, also sent as its status document.
@@ -154,25 +161,30 @@ fn view(p: &Payment, s: &Strings) -> View {
 /// `GET /pay/{id}`
 pub async fn show(state: &AppState, _req: &ApiRequest, id: &str) -> ApiResult {
     let s = &EN;
-    let Some((p, merchant)) = load(state, id).await? else {
+    let Some((p, brand)) = load(state, id).await? else {
         return not_found(s);
     };
+    let merchant = &brand.name;
     let v = view(&p, s);
     let payer_state = PayerState::of(&p);
     let address = p.address.to_checksum(None);
     let remaining = checkout::remaining(&p);
-    // Native coin: an EIP-681 request with the amount. Token: the plain address (some
-    // wallets misread token requests), with the transfer request offered as a link.
+    // Native coin: an EIP-681 request with the amount. Token: the plain address unless
+    // the merchant chose otherwise (some wallets misread token requests), with the
+    // transfer request offered as a link.
     let (qr_data, wallet_link, wallet_text) = match p.asset.contract {
         None => {
             let uri = checkout::native_uri(p.address, p.chain_id, remaining);
             (uri.clone(), uri, s.open_wallet)
         }
-        Some(token) => (
-            address.clone(),
-            checkout::token_transfer_uri(token, p.chain_id, p.address, remaining),
-            s.open_wallet_transfer,
-        ),
+        Some(token) => {
+            let uri = checkout::token_transfer_uri(token, p.chain_id, p.address, remaining);
+            let qr = match brand.token_qr {
+                TokenQr::Address => address.clone(),
+                TokenQr::Eip681 => uri.clone(),
+            };
+            (qr, uri, s.open_wallet_transfer)
+        }
     };
     let pay_block = if payer_state.accepts_funds() {
         let label = format!(
@@ -230,15 +242,16 @@ pub async fn show(state: &AppState, _req: &ApiRequest, id: &str) -> ApiResult {
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
          <meta name=\"referrer\" content=\"no-referrer\">\n{refresh}\n\
          <title>{pay} {merchant}</title>\n\
-         <link rel=\"stylesheet\" href=\"/pay/assets/checkout.css\">\n\
+         <link rel=\"stylesheet\" href=\"/pay/assets/checkout.css\">\n{accent}\
          <script src=\"/pay/assets/checkout.js\" defer></script>\n</head>\n<body>\n\
-         <main class=\"checkout\" id=\"checkout\" data-status-url=\"/pay/{id}/status\" data-state=\"{state}\">\n\
+         <main class=\"checkout\" id=\"checkout\" data-status-url=\"/pay/{id}/status\" \
+         data-events-url=\"/pay/{id}/events\" data-state=\"{state}\">\n\
          <h1>{pay} {merchant}</h1>\n\
          <p id=\"message\" class=\"message state-{state}\" role=\"status\" aria-live=\"polite\">{message}</p>\n\
          <div class=\"field\"><span id=\"due-label\">{due_label}</span>\
          <p class=\"amount\"><output id=\"due\" aria-labelledby=\"due-label\">{due}</output> \
          <span id=\"symbol\">{symbol}</span></p>\
-         <button type=\"button\" class=\"copy\" data-copy=\"{due}\">{copy_amount}</button></div>\n\
+         <button type=\"button\" class=\"copy\" id=\"copy-due\" data-copy=\"{due}\">{copy_amount}</button></div>\n\
          <p>{network_label}: <span id=\"network\">{chain}</span> (chain id {chain_id})</p>\n\
          {pay_block}\
          <p id=\"confirmations-line\"{hide_conf}>{conf_label}: <span id=\"confirmations\">{conf}</span> / \
@@ -248,7 +261,7 @@ pub async fn show(state: &AppState, _req: &ApiRequest, id: &str) -> ApiResult {
          </main>\n</body>\n</html>\n",
         lang = s.lang,
         pay = escape(s.pay),
-        merchant = escape(&merchant),
+        merchant = escape(merchant),
         id = p.id,
         state = v.state,
         message = escape(v.message),
@@ -269,6 +282,13 @@ pub async fn show(state: &AppState, _req: &ApiRequest, id: &str) -> ApiResult {
         countdown = countdown(v.expires_in),
         copied = escape(s.copied),
         back = back,
+        accent = match brand.accent {
+            Some(a) => format!(
+                "<link rel=\"stylesheet\" href=\"/pay/assets/accent-{}.css\">\n",
+                a.hex()
+            ),
+            None => String::new(),
+        },
     );
     page(StatusCode::OK, "text/html; charset=utf-8", body, "no-store")
 }
@@ -289,9 +309,39 @@ pub async fn status(state: &AppState, _req: &ApiRequest, id: &str) -> ApiResult 
     let Some((p, _)) = load(state, id).await? else {
         return not_found(s);
     };
-    let body =
-        serde_json::to_string(&view(&p, s)).map_err(|e| super::ApiError::Internal(e.into()))?;
+    let body = serde_json::to_string(&view(&p, s)).map_err(|e| ApiError::Internal(e.into()))?;
     page(StatusCode::OK, "application/json", body, "no-store")
+}
+
+/// `GET /pay/{id}/events`: server-sent events that only say "changed" (the page then
+/// re-reads its status). 503 when this replica already follows its maximum of pages; the
+/// page then keeps polling.
+pub async fn events(state: &AppState, _req: &ApiRequest, id: &str) -> Result<Reply, ApiError> {
+    let Some((p, _)) = load(state, id).await? else {
+        return not_found(&EN).map(|r| r.map(Into::into));
+    };
+    let Some(nudges) = state.changes.follow(p.id) else {
+        let mut r = page(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "text/plain; charset=utf-8",
+            "busy: poll the status instead\n".into(),
+            "no-store",
+        )?;
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("30"));
+        return Ok(r.map(Into::into));
+    };
+    // A comment now and then keeps the connection under the server's idle timeout and
+    // tells intermediaries it is alive.
+    let keep_alive =
+        (state.settings.server.idle_timeout / 2).min(std::time::Duration::from_secs(15));
+    let stream = warp::sse::keep_alive().interval(keep_alive).stream(nudges);
+    let mut r = warp::reply::Reply::into_response(warp::sse::reply(stream));
+    protect(r.headers_mut(), "no-store");
+    // Proxies that buffer responses would hold the nudges back.
+    r.headers_mut()
+        .insert("x-accel-buffering", HeaderValue::from_static("no"));
+    Ok(r)
 }
 
 /// `GET /pay/assets/{name}`: the page's script and stylesheet.
@@ -309,7 +359,29 @@ pub async fn asset(name: &str) -> ApiResult {
             STYLE.to_string(),
             "public, max-age=3600",
         ),
-        _ => not_found(&EN),
+        // A merchant's accent, as a stylesheet of its own (the policy allows no inline
+        // style). The name is the colour, so it is cached like the other assets.
+        _ => match name
+            .strip_prefix("accent-")
+            .and_then(|n| n.strip_suffix(".css"))
+            .filter(|hex| {
+                hex.bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+            })
+            .and_then(|hex| Accent::parse(&format!("#{hex}")))
+        {
+            Some(a) => page(
+                StatusCode::OK,
+                "text/css; charset=utf-8",
+                format!(
+                    ":root {{ --accent: #{}; --on-accent: {}; }}\n",
+                    a.hex(),
+                    a.text_on()
+                ),
+                "public, max-age=86400",
+            ),
+            None => not_found(&EN),
+        },
     }
 }
 
