@@ -19,7 +19,7 @@ use ctrip::chain::{confirmer::Confirmer, scanner::Scanner, ChainRpc};
 use ctrip::config::{ChainSettings, RpcUrl, Secret, Settings, StartBlock, TokenSettings};
 use ctrip::devnet::{Anvil, DevChain, ANVIL_PAYER};
 use ctrip::telemetry::{build_logger, LogSink};
-use ctrip::wallet::{HdWallet, KeyRef, Signer};
+use ctrip::wallet::{HdWallet, KeyRef};
 use ctrip::worker::Work;
 
 const TREASURY: &str = "0x000000000000000000000000000000000000bEEF";
@@ -98,6 +98,7 @@ async fn run(label: &str, hardfork: &str, n: usize) {
     let app = Application::build(s, log.clone(), true).await.unwrap();
     let base = format!("http://127.0.0.1:{}", app.port());
     let state = app.state().clone();
+    let signer = app.signer();
     let metrics = app.metrics().clone();
     tokio::spawn(app.run_until_stopped(std::future::pending()));
     let merchant = ctrip::ops::create_merchant(&state.store, "bench")
@@ -155,7 +156,7 @@ async fn run(label: &str, hardfork: &str, n: usize) {
         Duration::from_secs(1),
     );
     confirmer.tick_once().await.unwrap();
-    let tank = Signer::address(state.wallet.as_ref(), KeyRef::GasTank).unwrap();
+    let tank = signer.address(KeyRef::GasTank).await.unwrap();
     dev.set_balance(&tank.to_checksum(None), one * U256::from(1000u64))
         .await
         .unwrap();
@@ -168,7 +169,7 @@ async fn run(label: &str, hardfork: &str, n: usize) {
         chain,
         rpc,
         state.store.clone(),
-        state.wallet.clone(),
+        signer.clone(),
         metrics.chain.clone(),
         log,
         Duration::from_secs(1),

@@ -26,6 +26,12 @@ fi
 
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --workspace --no-fail-fast "$@"
+  # The sweeping and chain tests again, unchanged, with every signature from a separate
+  # `ctrip signer` process and a gateway that holds no key.
+  echo "sweeping again with a separate signer (CTRIP_TEST_SIGNER=process)" >&2
+  CTRIP_TEST_SIGNER=process cargo nextest run --workspace --no-fail-fast \
+    -E 'binary(api) & (test(sweeping::) | test(chain::))' "$@"
 else
   cargo test --workspace --no-fail-fast "$@"
+  CTRIP_TEST_SIGNER=process cargo test --test api --no-fail-fast "$@" -- sweeping:: chain::
 fi

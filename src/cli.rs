@@ -39,6 +39,9 @@ enum Command {
     },
     /// Apply pending migrations and exit.
     Migrate,
+    /// Run the signer: the one process holding the mnemonic, serving signatures its policy
+    /// allows on `signer.socket`, with an audit log, until SIGINT/SIGTERM.
+    Signer,
     /// Throw-away PostgreSQL + anvil devnet + demo merchant, then serve.
     Dev {
         /// Port for the gateway's HTTP API (0 picks a free one).
@@ -219,6 +222,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Dev { port } => dev(config, port).await,
+        Command::Signer => {
+            let settings = Settings::load_for_signer(config)?;
+            let (log, _flush_on_exit) = build_logger(&settings.telemetry, LogSink::Stdout);
+            crate::custody::server::run(settings, log, shutdown_signal()).await
+        }
         Command::Merchant {
             command: MerchantCommand::Create { name },
         } => {
@@ -375,12 +383,21 @@ async fn sweep_audit(config: Option<&Path>, chain: &str, sweep: bool) -> anyhow:
 
 /// Prints the gas tank's address and, per chain, its balance (or why it is unknown).
 async fn gas_tank_show(settings: Settings) -> anyhow::Result<()> {
-    let wallet = HdWallet::from_mnemonic(
-        settings.wallet.mnemonic.expose(),
-        settings.wallet.passphrase.expose(),
-    )
-    .context("wallet.mnemonic")?;
-    let tank = Signer::address(&wallet, KeyRef::GasTank)?;
+    // The tank's address from whoever holds the keys: the separate signer, or the
+    // mnemonic here.
+    let tank = match &settings.signer.socket {
+        Some(path) => {
+            crate::custody::remote::RemoteSigner::new(path.clone(), settings.signer.timeout)
+                .address(KeyRef::GasTank)
+                .await?
+        }
+        None => HdWallet::from_mnemonic(
+            settings.wallet.mnemonic.expose(),
+            settings.wallet.passphrase.expose(),
+        )
+        .context("wallet.mnemonic")?
+        .key_address(KeyRef::GasTank)?,
+    };
     println!(
         "gas tank: {}  (m/44'/60'/2147483647'/0/0)",
         tank.to_checksum(None)
@@ -470,7 +487,7 @@ async fn dev(config: Option<&Path>, port: u16) -> anyhow::Result<()> {
     let (log, _flush_on_exit) = build_logger(&s.telemetry, LogSink::Stdout);
     let app = Application::build(s, log, true).await?;
     // The gas tank pays token sweeps; on the devnet it starts with 100 ETH.
-    let tank = Signer::address(app.state().wallet.as_ref(), KeyRef::GasTank)?;
+    let tank = app.signer().address(KeyRef::GasTank).await?;
     let hundred = alloy::primitives::U256::from(10u64).pow(alloy::primitives::U256::from(20u64));
     devnet.set_balance(&tank.to_checksum(None), hundred).await?;
     let created = ops::create_merchant(&app.state().store, "Demo merchant").await?;

@@ -279,6 +279,60 @@ pub struct Settings {
     /// The chains this gateway watches.
     #[serde(default)]
     pub chains: Vec<ChainSettings>,
+    /// Where signatures come from: a separate `ctrip signer`, or this process.
+    #[serde(default)]
+    pub signer: SignerSettings,
+}
+
+/// `[signer]`: read by both sides. The gateway connects to `socket` (unset: it signs
+/// in-process with `wallet.mnemonic`); `ctrip signer` listens there and uses the rest.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignerSettings {
+    /// The signer's Unix socket.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub socket: Option<PathBuf>,
+    /// Gateway side: a call to the signer gives up after this.
+    #[serde(
+        rename = "timeout_ms",
+        with = "duration::ms",
+        default = "default_signer_timeout"
+    )]
+    pub timeout: Duration,
+    /// Signer side: the append-only audit log of every request and decision.
+    #[serde(default = "default_audit_log")]
+    pub audit_log: PathBuf,
+    /// Signer side: treasuries allowed besides each chain's own, by chain name (merchants'
+    /// own treasuries must be listed here to be swept to).
+    #[serde(default)]
+    pub treasuries: std::collections::BTreeMap<String, Vec<Address>>,
+    /// Signer side: serve `/health` and `/metrics` here.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "parse_opt_socket_addr"
+    )]
+    pub ops_bind: Option<SocketAddr>,
+}
+
+impl Default for SignerSettings {
+    fn default() -> Self {
+        Self {
+            socket: None,
+            timeout: default_signer_timeout(),
+            audit_log: default_audit_log(),
+            treasuries: Default::default(),
+            ops_bind: None,
+        }
+    }
+}
+
+fn default_signer_timeout() -> Duration {
+    Duration::from_secs(5)
+}
+
+fn default_audit_log() -> PathBuf {
+    PathBuf::from("signer-audit.log")
 }
 
 /// `[server]`
@@ -1119,6 +1173,57 @@ impl Settings {
         Ok(())
     }
 
+    fn validate_mnemonic(&self) -> Result<(), ConfigError> {
+        if self.wallet.mnemonic.is_empty() {
+            return Err(ConfigError::invalid(
+                "wallet.mnemonic",
+                "missing (set it, CTRIP__WALLET__MNEMONIC or wallet.mnemonic_file)",
+            ));
+        }
+        if bip39::Mnemonic::parse_normalized(self.wallet.mnemonic.expose()).is_err() {
+            return Err(ConfigError::invalid(
+                "wallet.mnemonic",
+                "not a valid BIP-39 English mnemonic",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Loads the settings of `ctrip signer`: the mnemonic, the socket and the chains'
+    /// rules; the gateway's database and admin token are not its business.
+    pub fn load_for_signer(config_file: Option<&Path>) -> Result<Self, ConfigError> {
+        let dir = std::env::var("CTRIP_CONFIG_DIR").unwrap_or_else(|_| "config".into());
+        let env = std::env::var("CTRIP_ENV").ok();
+        let mut settings = Self::load_layers(Path::new(&dir), env.as_deref(), config_file, true)?;
+        settings.resolve_secret_files()?;
+        settings.validate_signer()?;
+        Ok(settings)
+    }
+
+    /// Checks what `ctrip signer` needs.
+    pub fn validate_signer(&self) -> Result<(), ConfigError> {
+        self.validate_mnemonic()?;
+        if self.signer.socket.is_none() {
+            return Err(ConfigError::invalid(
+                "signer.socket",
+                "missing: the Unix socket the signer listens on",
+            ));
+        }
+        let names: Vec<&str> = self.chains.iter().map(|c| c.name.as_str()).collect();
+        if let Some(chain) = self
+            .signer
+            .treasuries
+            .keys()
+            .find(|k| !names.contains(&k.as_str()))
+        {
+            return Err(ConfigError::invalid(
+                "signer.treasuries",
+                format!("names chain {chain}, which is not configured"),
+            ));
+        }
+        Ok(())
+    }
+
     /// Checks every value; the first problem is returned as a one-line error naming its key.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.server.request_body_limit_bytes < 1024 {
@@ -1170,17 +1275,16 @@ impl Settings {
                 "must be between 1 and 1000",
             ));
         }
-        if self.wallet.mnemonic.is_empty() {
-            return Err(ConfigError::invalid(
-                "wallet.mnemonic",
-                "missing (set it, CTRIP__WALLET__MNEMONIC or wallet.mnemonic_file)",
-            ));
-        }
-        if bip39::Mnemonic::parse_normalized(self.wallet.mnemonic.expose()).is_err() {
-            return Err(ConfigError::invalid(
-                "wallet.mnemonic",
-                "not a valid BIP-39 English mnemonic",
-            ));
+        if self.signer.socket.is_some() {
+            // Watch-only: the keys live in the signer process alone.
+            if !self.wallet.mnemonic.is_empty() || self.wallet.mnemonic_file.is_some() {
+                return Err(ConfigError::invalid(
+                    "wallet.mnemonic",
+                    "must not be set when signer.socket is: only the signer holds it",
+                ));
+            }
+        } else {
+            self.validate_mnemonic()?;
         }
         if self.admin.token.expose().len() < 16 {
             return Err(ConfigError::invalid(

@@ -8,6 +8,7 @@ pub mod app;
 pub mod chain;
 pub mod cli;
 pub mod config;
+pub mod custody;
 pub mod devnet;
 pub mod domain;
 pub mod models;

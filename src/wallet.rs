@@ -6,8 +6,10 @@
 //! come from a sequence the database keeps below it, so the tank never shares a key with a
 //! merchant.
 //!
-//! Everything that signs goes through [`Signer`]: a separate signer process can take over
-//! by implementing it, without the sweeper changing.
+//! Everything that signs goes through [`Signer`], which is asked to sign whole transactions
+//! and authorizations (never bare hashes), so that whoever holds the keys can check what
+//! it signs: the in-process signer and the separate `ctrip signer` apply the same policy.
+//! [`WatchOnly`] derives deposit addresses from account extended public keys alone.
 //!
 //! Deposit addresses need only public derivation below the account's external chain
 //! (`m/44'/60'/{account}'/0`), so that extended public key is derived once per account and
@@ -15,8 +17,12 @@
 //! zeroizing memory and is never logged or returned.
 
 use std::collections::HashMap;
+use std::str::FromStr;
 use std::sync::RwLock;
 
+use alloy::consensus::{SignableTransaction, TxEip1559, TxEip7702, TxEnvelope};
+use alloy::eips::eip2718::Encodable2718;
+use alloy::eips::eip7702::Authorization;
 use alloy::primitives::{keccak256, Address, Signature, B256};
 use alloy::signers::local::PrivateKeySigner;
 use alloy::signers::SignerSync;
@@ -27,6 +33,7 @@ use k256::elliptic_curve::ops::MulByGenerator;
 use k256::elliptic_curve::sec1::ToEncodedPoint;
 use k256::elliptic_curve::PrimeField;
 use k256::{ProjectivePoint, Scalar};
+use serde::{Deserialize, Serialize};
 use sha2::Sha512;
 use zeroize::Zeroizing;
 
@@ -45,13 +52,30 @@ pub enum WalletError {
     /// Signing failed.
     #[error("signing failed")]
     Signing,
+    /// The signer's policy refused the request (the reason says which rule).
+    #[error("refused by the signer's policy: {0}")]
+    Refused(String),
+    /// The signer could not be reached or did not answer in time.
+    #[error("signer unavailable: {0}")]
+    Unavailable(String),
+    /// An extended public key that does not parse, or that contradicts the signer's.
+    #[error("bad extended public key: {0}")]
+    BadXpub(&'static str),
+}
+
+impl WalletError {
+    /// Whether trying again later may succeed (the signer was away).
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Self::Unavailable(_))
+    }
 }
 
 /// The BIP-44 account of the gas tank (the largest hardened account).
 pub const GAS_TANK_ACCOUNT: u32 = 0x7fff_ffff;
 
 /// A key the gateway signs with.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
 pub enum KeyRef {
     /// A payment's deposit key, `m/44'/60'/{account}'/0/{index}`.
     Deposit {
@@ -64,24 +88,80 @@ pub enum KeyRef {
     GasTank,
 }
 
-/// The one seam every signature goes through (sweep transactions, and later EIP-7702
-/// authorizations). Implementations never expose key material.
-pub trait Signer: Send + Sync {
-    /// The address of `key`.
-    fn address(&self, key: KeyRef) -> Result<Address, WalletError>;
-    /// Signs a 32-byte digest (a transaction's or an authorization's signing hash).
-    fn sign_hash(&self, key: KeyRef, hash: &B256) -> Result<Signature, WalletError>;
+/// A transaction to be signed: what a sweep sends.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum UnsignedTx {
+    /// EIP-1559.
+    Eip1559(TxEip1559),
+    /// EIP-7702 (a delegated batch carrying authorizations).
+    Eip7702(TxEip7702),
 }
 
-impl Signer for HdWallet {
-    fn address(&self, key: KeyRef) -> Result<Address, WalletError> {
+impl UnsignedTx {
+    /// The hash a signature covers.
+    pub fn signature_hash(&self) -> B256 {
+        match self {
+            Self::Eip1559(t) => t.signature_hash(),
+            Self::Eip7702(t) => t.signature_hash(),
+        }
+    }
+
+    /// The signed transaction's EIP-2718 bytes and hash.
+    pub fn into_signed(self, sig: Signature) -> (Vec<u8>, B256) {
+        let envelope = match self {
+            Self::Eip1559(t) => TxEnvelope::from(t.into_signed(sig)),
+            Self::Eip7702(t) => TxEnvelope::from(t.into_signed(sig)),
+        };
+        (envelope.encoded_2718(), *envelope.tx_hash())
+    }
+}
+
+/// The one seam every signature goes through. It is handed what is signed (a whole
+/// transaction or authorization), never a bare hash, so the key holder can refuse what
+/// its policy does not allow. Implementations never expose private key material.
+#[async_trait::async_trait]
+pub trait Signer: Send + Sync {
+    /// The address of `key`.
+    async fn address(&self, key: KeyRef) -> Result<Address, WalletError>;
+    /// The extended public key of `account`'s external chain (`m/44'/60'/{account}'/0`),
+    /// from which its deposit addresses are derived without any private key.
+    async fn account_xpub(&self, account: u32) -> Result<String, WalletError>;
+    /// Signs `tx` with `key`. `recipient` names the key behind `tx.to` when the
+    /// transaction pays one of our own addresses (a gas seed), so the policy can check it.
+    async fn sign_transaction(
+        &self,
+        key: KeyRef,
+        tx: &UnsignedTx,
+        recipient: Option<KeyRef>,
+    ) -> Result<Signature, WalletError>;
+    /// Signs an EIP-7702 authorization with `key`.
+    async fn sign_authorization(
+        &self,
+        key: KeyRef,
+        auth: &Authorization,
+    ) -> Result<Signature, WalletError>;
+    /// Whether the keys are in another process (then [`Signer::ping`] means something).
+    fn is_separate(&self) -> bool {
+        false
+    }
+    /// Checks that the signer answers.
+    async fn ping(&self) -> Result<(), WalletError> {
+        Ok(())
+    }
+}
+
+impl HdWallet {
+    /// The address of `key`.
+    pub fn key_address(&self, key: KeyRef) -> Result<Address, WalletError> {
         match key {
             KeyRef::Deposit { account, index } => self.deposit_address(account, index),
             KeyRef::GasTank => self.deposit_address(GAS_TANK_ACCOUNT, 0),
         }
     }
 
-    fn sign_hash(&self, key: KeyRef, hash: &B256) -> Result<Signature, WalletError> {
+    /// Signs a digest with `key`. Only the policy-checking signers call this.
+    pub fn sign_digest(&self, key: KeyRef, hash: &B256) -> Result<Signature, WalletError> {
         let secret = match key {
             KeyRef::Deposit { account, index } => self.signing_key(account, index)?,
             KeyRef::GasTank => self.signing_key(GAS_TANK_ACCOUNT, 0)?,
@@ -90,6 +170,66 @@ impl Signer for HdWallet {
         signer
             .sign_hash_sync(hash)
             .map_err(|_| WalletError::Signing)
+    }
+
+    /// The extended public key of `account`'s external chain, `xpub…` encoded.
+    pub fn account_xpub(&self, account: u32) -> Result<String, WalletError> {
+        let xprv = XPrv::derive_from_path(&self.seed[..], &Self::path(account, "")?)
+            .map_err(|_| WalletError::Derivation)?;
+        Ok(xprv.public_key().to_string(bip32::Prefix::XPUB))
+    }
+}
+
+/// Derives deposit addresses from account extended public keys: it can never sign. The
+/// keys come from `source` (the signer) once per account and are kept in memory.
+pub struct WatchOnly {
+    accounts: RwLock<HashMap<u32, AccountChain>>,
+}
+
+impl Default for WatchOnly {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl WatchOnly {
+    /// Knows no account yet.
+    pub fn new() -> Self {
+        Self {
+            accounts: RwLock::new(HashMap::new()),
+        }
+    }
+
+    /// Whether `account`'s key is known.
+    pub fn knows(&self, account: u32) -> bool {
+        self.accounts
+            .read()
+            .map(|a| a.contains_key(&account))
+            .unwrap_or(false)
+    }
+
+    /// Learns `account`'s extended public key (`xpub…`, at depth 4: the account's external
+    /// chain).
+    pub fn learn(&self, account: u32, xpub: &str) -> Result<(), WalletError> {
+        let key = XPub::from_str(xpub).map_err(|_| WalletError::BadXpub("does not parse"))?;
+        if key.attrs().depth != 4 {
+            return Err(WalletError::BadXpub("not an account's external chain"));
+        }
+        let chain = AccountChain::from_xpub(&key)?;
+        if let Ok(mut a) = self.accounts.write() {
+            a.insert(account, chain);
+        }
+        Ok(())
+    }
+
+    /// The deposit address `index` of `account`; `None` while the account's key is unknown.
+    pub fn deposit_address(
+        &self,
+        account: u32,
+        index: u32,
+    ) -> Option<Result<Address, WalletError>> {
+        let chain = self.accounts.read().ok()?.get(&account)?.clone();
+        Some(chain.child_address(index))
     }
 }
 
@@ -304,18 +444,61 @@ mod tests {
             },
             KeyRef::GasTank,
         ] {
-            let sig = w.sign_hash(key, &hash).expect("signs");
+            let sig = w.sign_digest(key, &hash).expect("signs");
             let recovered = sig.recover_address_from_prehash(&hash).expect("recovers");
-            assert_eq!(recovered, w.address(key).expect("address"));
+            assert_eq!(recovered, w.key_address(key).expect("address"));
         }
         assert_ne!(
-            w.address(KeyRef::GasTank).ok(),
-            w.address(KeyRef::Deposit {
+            w.key_address(KeyRef::GasTank).ok(),
+            w.key_address(KeyRef::Deposit {
                 account: 0,
                 index: 0
             })
             .ok()
         );
+    }
+
+    #[test]
+    fn addresses_from_account_public_keys_match_the_private_derivation() {
+        let w = HdWallet::from_mnemonic(TEST_MNEMONIC, "").expect("valid");
+        let watch = WatchOnly::new();
+        assert!(watch.deposit_address(0, 0).is_none(), "unknown account");
+        for account in [0u32, 1, 5, 40_000] {
+            let xpub = w.account_xpub(account).expect("xpub");
+            assert!(xpub.starts_with("xpub"));
+            watch.learn(account, &xpub).expect("learns");
+            for index in (0..10).chain([999, 1 << 30]) {
+                let by_key = w.signing_key(account, index).expect("derive");
+                let signer = PrivateKeySigner::from_slice(&by_key[..]).expect("key");
+                assert_eq!(
+                    watch
+                        .deposit_address(account, index)
+                        .expect("known")
+                        .expect("derives"),
+                    signer.address(),
+                    "account {account}, index {index}"
+                );
+            }
+        }
+        // Account 0 of the test mnemonic: anvil's first accounts, from the public key alone.
+        assert_eq!(
+            watch
+                .deposit_address(0, 0)
+                .expect("known")
+                .expect("derives")
+                .to_checksum(None),
+            "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266"
+        );
+        // Only an account's external chain (depth 4) is accepted.
+        let root = XPrv::new([7u8; 64])
+            .expect("key")
+            .public_key()
+            .to_string(bip32::Prefix::XPUB);
+        assert!(matches!(
+            watch.learn(9, &root),
+            Err(WalletError::BadXpub(_))
+        ));
+        assert!(watch.learn(9, "xpub-nonsense").is_err());
     }
 
     #[test]

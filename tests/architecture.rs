@@ -21,6 +21,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("webhook", 5),
     ("supervision", 5),
     ("devnet", 5),
+    ("custody", 5),
     ("ops", 5),
     ("api", 6),
     ("app", 7),

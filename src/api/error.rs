@@ -136,7 +136,12 @@ impl From<StoreError> for ApiError {
 
 impl From<WalletError> for ApiError {
     fn from(e: WalletError) -> Self {
-        Self::Internal(e.into())
+        // The signer away (and no stored key for the account yet): try again later.
+        if e.is_retryable() {
+            Self::Unavailable
+        } else {
+            Self::Internal(e.into())
+        }
     }
 }
 

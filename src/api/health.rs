@@ -158,6 +158,43 @@ pub async fn detail(state: &AppState) -> ApiResult {
     );
     warn |= pool.waiting > 0;
 
+    // The signer: a separate one must answer, or sweeps wait (payments still get their
+    // addresses from the stored account keys).
+    if state.signer.is_separate() {
+        let started = std::time::Instant::now();
+        let answered = state.signer.ping().await;
+        let (st, value, out) = match answered {
+            Ok(()) => (
+                "pass",
+                json!(started.elapsed().as_secs_f64() * 1000.0),
+                None,
+            ),
+            Err(e) => (
+                "warn",
+                json!(null),
+                Some(format!("{e}; sweeps wait until it is back")),
+            ),
+        };
+        warn |= st == "warn";
+        checks.insert(
+            "signer:responseTime".into(),
+            json!([check("signer", "component", value, "ms", st, &now, out)]),
+        );
+    } else {
+        checks.insert(
+            "signer:location".into(),
+            json!([check(
+                "signer",
+                "component",
+                json!("in-process"),
+                "",
+                "pass",
+                &now,
+                Some("this process holds the keys (no signer.socket)".into())
+            )]),
+        );
+    }
+
     // Chain leadership as the lease table says (any replica shows the same).
     let leases = match state.store.client().await {
         Ok(c) if db_ok => crate::store::leases::list(&c).await.unwrap_or_default(),

@@ -41,7 +41,6 @@ use warp::Filter;
 use crate::config::{ChainSettings, Settings};
 use crate::store::Store;
 use crate::telemetry::trace;
-use crate::wallet::HdWallet;
 use metrics::ApiMetrics;
 
 pub use error::ApiError;
@@ -55,8 +54,10 @@ pub struct AppState {
     pub chains: Arc<HashMap<String, ChainSettings>>,
     /// Database.
     pub store: Store,
-    /// Deposit address derivation.
-    pub wallet: Arc<HdWallet>,
+    /// Deposit addresses, from account public keys (no private key here).
+    pub wallet: Arc<crate::custody::addresses::DepositAddresses>,
+    /// What signs for this gateway (for its health check).
+    pub signer: Arc<dyn crate::wallet::Signer>,
     /// Verified API keys.
     pub keys: Arc<key_cache::KeyCache>,
     /// Derivation indexes reserved for new payments.

@@ -270,10 +270,11 @@ pub async fn create(state: &AppState, req: &ApiRequest) -> ApiResult {
     let key = idempotency_key(req)?;
     let body = parse_json_body(req)?;
     let params = parse_create(&body, &state.chains, &state.settings.payments)?;
-    let client = state.store.client().await?;
     let account = merchant.account_index;
+    state.wallet.ensure(account).await?;
+    let client = state.store.client().await?;
     let index = state.indexes.next(&client, account).await?;
-    let new = new_payment(state, &merchant, params, index)?;
+    let new = new_payment(state, &merchant, params, index).await?;
     let payment = pending_payment(new.clone());
     let bytes = serde_json::to_vec(&PaymentObject::new(&payment, None))
         .map_err(|e| ApiError::Internal(e.into()))?;
@@ -311,15 +312,13 @@ pub async fn create(state: &AppState, req: &ApiRequest) -> ApiResult {
 }
 
 /// The row of a new payment at the deposit address of `index`.
-fn new_payment(
+async fn new_payment(
     state: &AppState,
     merchant: &Caller,
     params: CreateParams,
     index: u32,
 ) -> Result<NewPayment, ApiError> {
-    let address = state
-        .wallet
-        .deposit_address(merchant.account_index, index)?;
+    let address = state.wallet.address(merchant.account_index, index).await?;
     let now = Utc::now();
     // expires_in is bounded by validated settings, so this cannot overflow in practice;
     // still, an overflow is a 400, never a panic.

@@ -10,8 +10,12 @@ use tokio::net::TcpListener;
 
 use crate::api::{self, AppState};
 use crate::config::{Secret, Settings};
+use crate::custody::addresses::DepositAddresses;
+use crate::custody::local::LocalSigner;
+use crate::custody::policy::Policy;
+use crate::custody::remote::RemoteSigner;
 use crate::store::Store;
-use crate::wallet::HdWallet;
+use crate::wallet::{HdWallet, Signer};
 
 pub mod metrics;
 pub mod tree;
@@ -30,6 +34,7 @@ pub struct Application {
     tracing: crate::telemetry::trace::Tracing,
     chain_store: Store,
     leaderships: Arc<HashMap<String, crate::chain::lease::Leadership>>,
+    signer: Arc<dyn Signer>,
 }
 
 impl Application {
@@ -44,11 +49,29 @@ impl Application {
         if migrate {
             store.migrate().await.context("migrations failed")?;
         }
-        let wallet = HdWallet::from_mnemonic(
-            settings.wallet.mnemonic.expose(),
-            settings.wallet.passphrase.expose(),
-        )
-        .context("wallet.mnemonic")?;
+        // With a separate signer this process never holds a key; otherwise it signs itself,
+        // under the same policy.
+        let signer: Arc<dyn Signer> = match &settings.signer.socket {
+            Some(path) => {
+                slog::info!(log, "watch-only: every signature comes from the separate signer";
+                    "socket" => %path.display());
+                Arc::new(RemoteSigner::new(path.clone(), settings.signer.timeout))
+            }
+            None => {
+                let wallet = HdWallet::from_mnemonic(
+                    settings.wallet.mnemonic.expose(),
+                    settings.wallet.passphrase.expose(),
+                )
+                .context("wallet.mnemonic")?;
+                slog::warn!(log, "signing in-process: this process holds the mnemonic (set signer.socket to run a separate ctrip signer)");
+                Arc::new(LocalSigner::new(
+                    Arc::new(wallet),
+                    Policy::from_settings(&settings),
+                    Some(store.clone()),
+                    log.clone(),
+                ))
+            }
+        };
         // The wallet holds the keys from here on; the settings every component shares keep
         // no copy of the mnemonic (the dropped secrets are zeroed).
         settings.wallet.mnemonic = Secret::default();
@@ -119,8 +142,13 @@ impl Application {
                 api_metrics.http.checkout_streams.clone(),
             )),
             chains: Arc::new(chains),
+            signer: signer.clone(),
+            wallet: Arc::new(DepositAddresses::new(
+                signer.clone(),
+                store.clone(),
+                log.clone(),
+            )),
             store,
-            wallet: Arc::new(wallet),
             keys: Arc::new(api::key_cache::KeyCache::new(
                 settings.server.api_key_cache_ttl,
             )),
@@ -146,6 +174,7 @@ impl Application {
             tracing,
             chain_store,
             leaderships: Arc::new(leaderships),
+            signer,
         })
     }
 
@@ -160,7 +189,7 @@ impl Application {
             chain_metrics: self.metrics.chain.clone(),
             payment_metrics: self.metrics.payments.clone(),
             webhook_metrics: self.metrics.webhooks.clone(),
-            signer: state.wallet.clone(),
+            signer: self.signer.clone(),
             log: state.log.clone(),
             faults: state.faults.clone(),
             directory: state.directory.clone(),
@@ -168,6 +197,11 @@ impl Application {
             chain_store: self.chain_store.clone(),
             leaderships: self.leaderships.clone(),
         }
+    }
+
+    /// What signs for this gateway (the separate signer's client, or the in-process one).
+    pub fn signer(&self) -> Arc<dyn Signer> {
+        self.signer.clone()
     }
 
     /// The span exporter (tests flush it before reading what a collector received).

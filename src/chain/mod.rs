@@ -42,7 +42,7 @@ impl Retryable for TickError {
             Self::Rpc(e) => e.is_retryable(),
             Self::Store(e) => e.is_retryable(),
             Self::Inconsistent(_) => true,
-            Self::Signing(_) => false,
+            Self::Signing(e) => e.is_retryable(),
         }
     }
 

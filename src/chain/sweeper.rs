@@ -11,11 +11,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use alloy::consensus::TxEip7702;
-use alloy::consensus::{SignableTransaction, TxEip1559, TxEnvelope};
-use alloy::eips::eip2718::Encodable2718;
+use alloy::consensus::{TxEip1559, TxEip7702};
 use alloy::eips::eip7702::{Authorization, SignedAuthorization};
-use alloy::primitives::{address, keccak256, Address, Bytes, TxKind, B256, U256};
+use alloy::primitives::{address, Address, Bytes, TxKind, B256, U256};
 use alloy::providers::utils::Eip1559Estimation;
 use alloy::sol_types::SolCall;
 use slog::Logger;
@@ -28,22 +26,19 @@ use super::TickError;
 use crate::config::{ChainSettings, Eip7702Mode, L1FeeMode};
 use crate::store::sweeps::{self, Attempt, NewAttempt, NewSweep, Sweepable};
 use crate::store::{Store, StoreError};
-use crate::wallet::{KeyRef, Signer, WalletError};
+use crate::wallet::{KeyRef, Signer, UnsignedTx, WalletError};
 use crate::worker::{crash_point, Work};
 
-/// The delegate's creation code (`contracts/SweepDelegate.sol`, compiled by
-/// `contracts/compile.js`); its constructor takes the treasury.
-const DELEGATE_BIN: &str = include_str!("../../contracts/SweepDelegate.bin");
-
-/// The deterministic CREATE2 deployer present on anvil and most public chains.
-pub const CREATE2_DEPLOYER: Address = address!("4e59b44847b379578588920cA78FbF26c0B4956C");
+use crate::domain::sweep::sweepManyCall;
+pub use crate::domain::sweep::{
+    delegate_address, delegate_deployment, delegate_initcode, delegates_to, transfer_call,
+    CREATE2_DEPLOYER,
+};
 
 /// Deposit addresses swept in one EIP-7702 transaction at most.
 const DELEGATED_BATCH: usize = 20;
 
 alloy::sol! {
-    /// `SweepDelegate.sweepMany`.
-    function sweepMany(address[] deposits, address[] tokens);
     /// The OP-stack `GasPriceOracle`'s bound on a transaction's L1 data fee.
     function getL1FeeUpperBound(uint256 size) returns (uint256);
 }
@@ -54,24 +49,6 @@ pub const GAS_PRICE_ORACLE: Address = address!("42000000000000000000000000000000
 /// Bytes of a signed EIP-1559 transaction besides its calldata (an upper bound), for the
 /// L1 data fee.
 const TX_OVERHEAD_BYTES: usize = 120;
-
-/// The delegate's creation code for `treasury` (the constructor argument appended).
-pub fn delegate_initcode(treasury: Address) -> Vec<u8> {
-    let mut code = hex::decode(DELEGATE_BIN.trim()).unwrap_or_default();
-    code.extend_from_slice(B256::left_padding_from(treasury.as_slice()).as_slice());
-    code
-}
-
-/// Where the delegate for `treasury` lives: a CREATE2 address, the same on every chain
-/// with the deployer, and different for every treasury.
-pub fn delegate_address(treasury: Address) -> Address {
-    CREATE2_DEPLOYER.create2(B256::ZERO, keccak256(delegate_initcode(treasury)))
-}
-
-/// Whether `code` is an EIP-7702 delegation designator pointing at `delegate`.
-pub fn delegates_to(code: &[u8], delegate: Address) -> bool {
-    code.len() == 23 && code[..3] == [0xef, 0x01, 0x00] && code[3..] == *delegate.as_slice()
-}
 
 /// Gas of a plain value transfer to an account without code.
 const NATIVE_TRANSFER_GAS: u64 = 21_000;
@@ -150,14 +127,6 @@ pub fn bumped_fees(
     (max_fee <= cap).then_some((max_fee, tip))
 }
 
-/// The calldata of ERC-20 `transfer(to, amount)`.
-pub fn transfer_call(to: Address, amount: U256) -> Vec<u8> {
-    let mut data = vec![0xa9, 0x05, 0x9c, 0xbb];
-    data.extend_from_slice(B256::left_padding_from(to.as_slice()).as_slice());
-    data.extend_from_slice(&amount.to_be_bytes::<32>());
-    data
-}
-
 /// An attempt as tracking sees it, right after it was stored.
 fn just_stored(a: NewAttempt) -> Attempt {
     Attempt {
@@ -190,18 +159,19 @@ struct Plain {
     value: U256,
     input: Vec<u8>,
     purpose: &'static str,
+    /// The key behind `to`, when it is one of our deposit addresses (a seed).
+    recipient: Option<KeyRef>,
 }
 
-/// Signs an EIP-1559 transaction through the signing seam: its EIP-2718 bytes and hash.
-pub fn sign_eip1559(
+/// Signs a transaction through the signing seam: its EIP-2718 bytes and hash.
+pub async fn sign_tx(
     signer: &dyn Signer,
     key: KeyRef,
-    tx: TxEip1559,
+    tx: UnsignedTx,
+    recipient: Option<KeyRef>,
 ) -> Result<(Vec<u8>, B256), WalletError> {
-    let sig = signer.sign_hash(key, &tx.signature_hash())?;
-    let signed = tx.into_signed(sig);
-    let hash = *signed.hash();
-    Ok((TxEnvelope::from(signed).encoded_2718(), hash))
+    let sig = signer.sign_transaction(key, &tx, recipient).await?;
+    Ok(tx.into_signed(sig))
 }
 
 impl Sweeper {
@@ -209,7 +179,7 @@ impl Sweeper {
     /// when every address is delegated already, a plain EIP-1559 call to the delegate (a
     /// type-4 transaction must carry an authorization).
     #[allow(clippy::too_many_arguments)]
-    fn sign_delegated(
+    async fn sign_delegated(
         &self,
         sweep_id: Uuid,
         nonce: u64,
@@ -220,21 +190,24 @@ impl Sweeper {
         input: Vec<u8>,
         auths: Vec<SignedAuthorization>,
     ) -> Result<NewAttempt, WalletError> {
-        let tank = self.signer.address(KeyRef::GasTank)?;
+        let tank = self.signer.address(KeyRef::GasTank).await?;
         if auths.is_empty() {
-            return self.sign_plain(Plain {
-                key: KeyRef::GasTank,
-                sender: tank,
-                sweep_id,
-                nonce,
-                gas,
-                max_fee,
-                tip,
-                to: delegate,
-                value: U256::ZERO,
-                input,
-                purpose: "sweep",
-            });
+            return self
+                .sign_plain(Plain {
+                    key: KeyRef::GasTank,
+                    sender: tank,
+                    sweep_id,
+                    nonce,
+                    gas,
+                    max_fee,
+                    tip,
+                    to: delegate,
+                    value: U256::ZERO,
+                    input,
+                    purpose: "sweep",
+                    recipient: None,
+                })
+                .await;
         }
         let unsigned = TxEip7702 {
             chain_id: self.chain.chain_id,
@@ -248,11 +221,13 @@ impl Sweeper {
             authorization_list: auths,
             input: Bytes::from(input),
         };
-        let sig = self
-            .signer
-            .sign_hash(KeyRef::GasTank, &unsigned.signature_hash())?;
-        let signed = unsigned.into_signed(sig);
-        let hash = *signed.hash();
+        let (raw, hash) = sign_tx(
+            self.signer.as_ref(),
+            KeyRef::GasTank,
+            UnsignedTx::Eip7702(unsigned),
+            None,
+        )
+        .await?;
         Ok(NewAttempt {
             id: Uuid::now_v7(),
             sweep_id,
@@ -262,7 +237,7 @@ impl Sweeper {
             max_priority_fee_per_gas: tip,
             gas_limit: gas,
             value: U256::ZERO,
-            raw: TxEnvelope::from(signed).encoded_2718(),
+            raw,
             hash,
             purpose: "sweep",
         })
@@ -285,13 +260,13 @@ impl Sweeper {
                 address: delegate,
                 nonce: self.rpc.mined_nonce(*address).await?,
             };
-            auths.push(self.sign_authorization(*key, auth)?);
+            auths.push(self.sign_authorization(*key, auth).await?);
         }
         Ok(auths)
     }
 
     /// Signs `t` and gives the attempt to store.
-    fn sign_plain(&self, t: Plain) -> Result<NewAttempt, WalletError> {
+    async fn sign_plain(&self, t: Plain) -> Result<NewAttempt, WalletError> {
         let unsigned = TxEip1559 {
             chain_id: self.chain.chain_id,
             nonce: t.nonce,
@@ -303,7 +278,13 @@ impl Sweeper {
             access_list: Default::default(),
             input: Bytes::from(t.input),
         };
-        let (raw, hash) = sign_eip1559(self.signer.as_ref(), t.key, unsigned)?;
+        let (raw, hash) = sign_tx(
+            self.signer.as_ref(),
+            t.key,
+            UnsignedTx::Eip1559(unsigned),
+            t.recipient,
+        )
+        .await?;
         Ok(NewAttempt {
             id: Uuid::now_v7(),
             sweep_id: t.sweep_id,
@@ -416,14 +397,19 @@ impl Sweeper {
         if let Some(known) = *self.eip7702.lock().unwrap_or_else(|p| p.into_inner()) {
             return Ok(known);
         }
-        // A node without EIP-7702 refuses a call carrying an authorization list.
-        let tank = self.signer.address(KeyRef::GasTank)?;
+        // A node without EIP-7702 refuses a call carrying an authorization list. The probe's
+        // authorization is signed by a throwaway key: none of ours signs anything that is
+        // not a sweep.
+        let tank = self.signer.address(KeyRef::GasTank).await?;
+        let throwaway = alloy::signers::local::PrivateKeySigner::random();
         let auth = Authorization {
             chain_id: U256::from(self.chain.chain_id),
             address: tank,
-            nonce: self.rpc.mined_nonce(tank).await?,
+            nonce: 0,
         };
-        let signed = self.sign_authorization(KeyRef::GasTank, auth)?;
+        let sig = alloy::signers::SignerSync::sign_hash_sync(&throwaway, &auth.signature_hash())
+            .map_err(|_| WalletError::Signing)?;
+        let signed = auth.into_signed(sig);
         let probe = serde_json::json!({"from": tank, "to": tank, "authorizationList": [signed]});
         let supported = match self.rpc.estimate(probe).await {
             Ok(_) => true,
@@ -435,12 +421,12 @@ impl Sweeper {
         Ok(supported)
     }
 
-    fn sign_authorization(
+    async fn sign_authorization(
         &self,
         key: KeyRef,
         auth: Authorization,
     ) -> Result<SignedAuthorization, WalletError> {
-        let sig = self.signer.sign_hash(key, &auth.signature_hash())?;
+        let sig = self.signer.sign_authorization(key, &auth).await?;
         Ok(auth.into_signed(sig))
     }
 
@@ -490,7 +476,7 @@ impl Sweeper {
                     account: p.account_index,
                     index: p.derivation_index,
                 };
-                if self.signer.address(key)? != p.address {
+                if self.signer.address(key).await? != p.address {
                     continue;
                 }
                 let auth = Authorization {
@@ -498,7 +484,7 @@ impl Sweeper {
                     address: delegate,
                     nonce: self.rpc.mined_nonce(p.address).await?,
                 };
-                auths.push(self.sign_authorization(key, auth)?);
+                auths.push(self.sign_authorization(key, auth).await?);
             }
             batch.push((p, token, amount));
         }
@@ -510,7 +496,7 @@ impl Sweeper {
         tokens.dedup();
         let deposits: Vec<Address> = batch.iter().map(|(p, _, _)| p.address).collect();
         let input = sweepManyCall { deposits, tokens }.abi_encode();
-        let tank = self.signer.address(KeyRef::GasTank)?;
+        let tank = self.signer.address(KeyRef::GasTank).await?;
         let mut call = serde_json::json!({
             "from": tank, "to": delegate, "data": Bytes::from(input.clone()),
         });
@@ -555,7 +541,9 @@ impl Sweeper {
         }
         let nonce = sweeps::take_nonce(&tx, &self.chain.name, &tank, tank_nonce).await?;
         let n_auths = auths.len();
-        let attempt = self.sign_delegated(id, nonce, gas, max_fee, tip, delegate, input, auths)?;
+        let attempt = self
+            .sign_delegated(id, nonce, gas, max_fee, tip, delegate, input, auths)
+            .await?;
         let hash = attempt.hash;
         sweeps::insert_attempt(&tx, &self.chain.name, &attempt).await?;
         tx.commit().await.map_err(StoreError::from)?;
@@ -579,9 +567,8 @@ impl Sweeper {
             return Ok(Some(0));
         }
         drop(client);
-        let tank = self.signer.address(KeyRef::GasTank)?;
-        let mut input = B256::ZERO.to_vec();
-        input.extend_from_slice(&delegate_initcode(treasury));
+        let tank = self.signer.address(KeyRef::GasTank).await?;
+        let input = delegate_deployment(treasury);
         let gas = self
             .rpc
             .estimate(serde_json::json!({
@@ -602,19 +589,22 @@ impl Sweeper {
         let id = Uuid::now_v7();
         sweeps::insert_batch(&tx, id, &self.chain.name, "delegated", &treasury, &[], &[]).await?;
         let nonce = sweeps::take_nonce(&tx, &self.chain.name, &tank, tank_nonce).await?;
-        let attempt = self.sign_plain(Plain {
-            key: KeyRef::GasTank,
-            sender: tank,
-            sweep_id: id,
-            nonce,
-            gas,
-            max_fee,
-            tip,
-            to: CREATE2_DEPLOYER,
-            value: U256::ZERO,
-            input,
-            purpose: "deploy",
-        })?;
+        let attempt = self
+            .sign_plain(Plain {
+                key: KeyRef::GasTank,
+                sender: tank,
+                sweep_id: id,
+                nonce,
+                gas,
+                max_fee,
+                tip,
+                to: CREATE2_DEPLOYER,
+                value: U256::ZERO,
+                input,
+                purpose: "deploy",
+                recipient: None,
+            })
+            .await?;
         let hash = attempt.hash;
         sweeps::insert_attempt(&tx, &self.chain.name, &attempt).await?;
         tx.commit().await.map_err(StoreError::from)?;
@@ -721,7 +711,7 @@ impl Sweeper {
         let need = U256::from(gas) * U256::from(max_fee) + self.l1_fee(transfer_size).await?;
         let held = self.rpc.balance(p.address).await?;
         let seed = need.saturating_sub(held);
-        let tank = self.signer.address(KeyRef::GasTank)?;
+        let tank = self.signer.address(KeyRef::GasTank).await?;
         let seed_fee = U256::from(NATIVE_TRANSFER_GAS) * U256::from(max_fee)
             + self.l1_fee(TX_OVERHEAD_BYTES).await?;
         if !seed.is_zero() {
@@ -758,19 +748,25 @@ impl Sweeper {
             return Ok(true);
         }
         let nonce = sweeps::take_nonce(&tx, &self.chain.name, &tank, tank_nonce).await?;
-        let attempt = self.sign_plain(Plain {
-            key: KeyRef::GasTank,
-            sender: tank,
-            sweep_id: sweep.id,
-            nonce,
-            gas: NATIVE_TRANSFER_GAS,
-            max_fee,
-            tip,
-            to: p.address,
-            value: seed,
-            input: Vec::new(),
-            purpose: "seed",
-        })?;
+        let attempt = self
+            .sign_plain(Plain {
+                key: KeyRef::GasTank,
+                sender: tank,
+                sweep_id: sweep.id,
+                nonce,
+                gas: NATIVE_TRANSFER_GAS,
+                max_fee,
+                tip,
+                to: p.address,
+                value: seed,
+                input: Vec::new(),
+                purpose: "seed",
+                recipient: Some(KeyRef::Deposit {
+                    account: p.account_index,
+                    index: p.derivation_index,
+                }),
+            })
+            .await?;
         let hash = attempt.hash;
         sweeps::insert_attempt(&tx, &self.chain.name, &attempt).await?;
         tx.commit().await.map_err(StoreError::from)?;
@@ -816,19 +812,22 @@ impl Sweeper {
         let mut client = self.store.client().await?;
         let tx = client.transaction().await.map_err(StoreError::from)?;
         let nonce = sweeps::take_nonce(&tx, &self.chain.name, &ctx.address, on_chain).await?;
-        let attempt = self.sign_plain(Plain {
-            key,
-            sender: ctx.address,
-            sweep_id,
-            nonce,
-            gas,
-            max_fee,
-            tip,
-            to: token,
-            value: U256::ZERO,
-            input: data,
-            purpose: "sweep",
-        })?;
+        let attempt = self
+            .sign_plain(Plain {
+                key,
+                sender: ctx.address,
+                sweep_id,
+                nonce,
+                gas,
+                max_fee,
+                tip,
+                to: token,
+                value: U256::ZERO,
+                input: data,
+                purpose: "sweep",
+                recipient: None,
+            })
+            .await?;
         sweeps::insert_attempt(&tx, &self.chain.name, &attempt).await?;
         tx.commit().await.map_err(StoreError::from)?;
         slog::info!(self.log, "token transfer signed and stored";
@@ -850,7 +849,7 @@ impl Sweeper {
             account: p.account_index,
             index: p.derivation_index,
         };
-        if self.signer.address(key)? != p.address {
+        if self.signer.address(key).await? != p.address {
             // The key would not move these funds: never sign for an address it is not.
             slog::error!(self.log, "deposit key does not match the payment's address; not swept";
                 "payment_id" => %p.payment_id);
@@ -873,19 +872,22 @@ impl Sweeper {
             return Ok(false);
         }
         let nonce = sweeps::take_nonce(&tx, &self.chain.name, &p.address, on_chain).await?;
-        let attempt = self.sign_plain(Plain {
-            key,
-            sender: p.address,
-            sweep_id: sweep.id,
-            nonce,
-            gas: NATIVE_TRANSFER_GAS,
-            max_fee,
-            tip,
-            to: treasury,
-            value,
-            input: Vec::new(),
-            purpose: "sweep",
-        })?;
+        let attempt = self
+            .sign_plain(Plain {
+                key,
+                sender: p.address,
+                sweep_id: sweep.id,
+                nonce,
+                gas: NATIVE_TRANSFER_GAS,
+                max_fee,
+                tip,
+                to: treasury,
+                value,
+                input: Vec::new(),
+                purpose: "sweep",
+                recipient: None,
+            })
+            .await?;
         let hash = attempt.hash;
         sweeps::insert_attempt(&tx, &self.chain.name, &attempt).await?;
         tx.commit().await.map_err(StoreError::from)?;
@@ -980,6 +982,7 @@ impl Sweeper {
             value: U256::ZERO,
             input: Vec::new(),
             purpose: "sweep",
+            recipient: None,
         };
         let plain = match (sp.strategy.as_str(), stuck.purpose.as_str(), sp.asset) {
             // Native, self-paid: the larger fee reserve lowers the value sent.
@@ -998,10 +1001,11 @@ impl Sweeper {
             // A seed from the tank: the same value to the deposit address.
             ("seeded", "seed", _) => Plain {
                 key: KeyRef::GasTank,
-                sender: self.signer.address(KeyRef::GasTank)?,
+                sender: self.signer.address(KeyRef::GasTank).await?,
                 to: sp.address,
                 value: stuck.value,
                 purpose: "seed",
+                recipient: Some(deposit),
                 ..base
             },
             // A token transfer paid by its seed: the same transfer, if the seed covers the
@@ -1023,11 +1027,10 @@ impl Sweeper {
             }
             // The delegate's deployment: the same call to the CREATE2 deployer.
             ("delegated", "deploy", _) => {
-                let mut input = B256::ZERO.to_vec();
-                input.extend_from_slice(&delegate_initcode(sp.treasury));
+                let input = delegate_deployment(sp.treasury);
                 Plain {
                     key: KeyRef::GasTank,
-                    sender: self.signer.address(KeyRef::GasTank)?,
+                    sender: self.signer.address(KeyRef::GasTank).await?,
                     to: CREATE2_DEPLOYER,
                     input,
                     purpose: "deploy",
@@ -1059,21 +1062,23 @@ impl Sweeper {
                 tokens.dedup();
                 let deposits = members.iter().map(|m| m.0).collect();
                 let input = sweepManyCall { deposits, tokens }.abi_encode();
-                let attempt = self.sign_delegated(
-                    stuck.sweep_id,
-                    stuck.nonce,
-                    stuck.gas_limit,
-                    max_fee,
-                    tip,
-                    delegate,
-                    input,
-                    auths,
-                )?;
+                let attempt = self
+                    .sign_delegated(
+                        stuck.sweep_id,
+                        stuck.nonce,
+                        stuck.gas_limit,
+                        max_fee,
+                        tip,
+                        delegate,
+                        input,
+                        auths,
+                    )
+                    .await?;
                 return self.store_replacement(stuck, attempt).await;
             }
             _ => return Ok(()),
         };
-        let attempt = self.sign_plain(plain)?;
+        let attempt = self.sign_plain(plain).await?;
         self.store_replacement(stuck, attempt).await
     }
 
@@ -1228,7 +1233,7 @@ impl Sweeper {
     /// Reads the gas tank's balance and the backlog into the metrics and the chain status
     /// that `/health/detail` shows.
     async fn report(&self) -> Result<(), TickError> {
-        let tank = self.signer.address(KeyRef::GasTank)?;
+        let tank = self.signer.address(KeyRef::GasTank).await?;
         let balance = self.rpc.balance(tank).await?;
         let client = self.store.client().await?;
         let (unswept, oldest_unswept) = sweeps::unswept_stats(&client, &self.chain.name).await?;

@@ -8,6 +8,7 @@ pub mod lifecycle;
 pub mod metrics;
 pub mod payment;
 pub mod status;
+pub mod sweep;
 
 pub use amount::{format_units, parse_units, AmountError};
 pub use payment::{Asset, HistoryEntry, Payment, Transfer};

@@ -4,6 +4,7 @@
 //! work: a pooled connection for a single statement, a transaction when a state change and
 //! its history and event rows must land together.
 
+pub mod account_keys;
 pub mod api_keys;
 pub mod chain;
 pub mod idempotency;

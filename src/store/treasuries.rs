@@ -26,6 +26,27 @@ pub async fn set(
     .await
 }
 
+/// Every merchant treasury on `chain` (what the in-process signer may sweep to besides
+/// the chain's own).
+pub async fn on_chain(c: &impl GenericClient, chain: &str) -> Result<Vec<Address>, StoreError> {
+    super::timed("treasuries.on_chain", async move {
+        let rows = c
+            .query(
+                "SELECT DISTINCT address FROM merchant_treasuries WHERE chain = $1",
+                &[&chain],
+            )
+            .await?;
+        rows.iter()
+            .map(|r| {
+                r.get::<_, String>(0)
+                    .parse()
+                    .map_err(|_| StoreError::Corrupt("merchant_treasuries"))
+            })
+            .collect()
+    })
+    .await
+}
+
 /// Removes a merchant's treasury on `chain`; `false` when there was none.
 pub async fn delete(
     c: &impl GenericClient,

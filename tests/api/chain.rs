@@ -26,6 +26,8 @@ pub(crate) fn pow10(n: u64) -> U256 {
 }
 
 pub(crate) struct Harness {
+    /// The separate signer, when the suite runs with `CTRIP_TEST_SIGNER=process`.
+    pub signer: Option<crate::signer::SignerProcess>,
     pub anvil: Anvil,
     pub dev: DevChain,
     pub app: TestApp,
@@ -82,6 +84,19 @@ pub(crate) async fn harness_on(
     rpc_urls: Vec<String>,
     customize: impl FnOnce(&mut ChainSettings),
 ) -> Harness {
+    // The same tests, with every signature from a separate `ctrip signer` and a gateway
+    // holding no key, when asked for.
+    let separate = std::env::var("CTRIP_TEST_SIGNER").as_deref() == Ok("process");
+    harness_signed(anvil, rpc_urls, customize, separate).await
+}
+
+/// [`harness_on`], with a separate signer process when `separate`.
+pub(crate) async fn harness_signed(
+    anvil: Anvil,
+    rpc_urls: Vec<String>,
+    customize: impl FnOnce(&mut ChainSettings),
+    separate: bool,
+) -> Harness {
     let dev = DevChain::new(anvil.url());
     assert_eq!(
         dev.deploy_demo_token().await.expect("deploy"),
@@ -98,9 +113,29 @@ pub(crate) async fn harness_on(
         .collect();
     customize(&mut chain);
     let c = chain.clone();
-    let app = spawn_app_with(move |s| s.chains = vec![c]).await;
+    let signer = if separate {
+        Some(
+            crate::signer::SignerProcess::start(
+                std::slice::from_ref(&chain),
+                &crate::signer::listed_treasuries(&chain.name),
+            )
+            .await,
+        )
+    } else {
+        None
+    };
+    let socket = signer.as_ref().map(|s| s.socket.clone());
+    let app = spawn_app_with(move |s| {
+        s.chains = vec![c];
+        if let Some(socket) = socket {
+            s.signer.socket = Some(socket);
+            s.wallet.mnemonic = ctrip::config::Secret::default();
+        }
+    })
+    .await;
     let (scanner, confirmer) = workers(&app, &chain);
     Harness {
+        signer,
         anvil,
         dev,
         app,

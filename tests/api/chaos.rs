@@ -159,10 +159,13 @@ impl Gateway {
             .arg(&self.config)
             .env_remove("CTRIP_ENV")
             .env("CTRIP__DATABASE__URL", &self.db)
-            .env("CTRIP__WALLET__MNEMONIC", crate::helpers::TEST_MNEMONIC)
             .env("CTRIP__ADMIN__TOKEN", crate::helpers::ADMIN_TOKEN)
-            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .stdout(Stdio::piped())
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        // A watch-only gateway (one given a signer's socket) gets no mnemonic at all.
+        if !self.env.iter().any(|(k, _)| k == "CTRIP__SIGNER__SOCKET") {
+            c.env("CTRIP__WALLET__MNEMONIC", crate::helpers::TEST_MNEMONIC);
+        }
+        c.stdout(Stdio::piped())
             .stderr(Stdio::null())
             .kill_on_drop(true);
         let mut child = c.spawn().expect("ctrip serve");

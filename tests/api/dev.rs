@@ -363,7 +363,8 @@ async fn gas_tank_show_prints_the_tank_and_its_balance_per_chain() {
         String::from_utf8_lossy(&out.stderr)
     );
     let wallet = ctrip::wallet::HdWallet::from_mnemonic(TEST_MNEMONIC, "").expect("wallet");
-    let tank = ctrip::wallet::Signer::address(&wallet, ctrip::wallet::KeyRef::GasTank)
+    let tank = wallet
+        .key_address(ctrip::wallet::KeyRef::GasTank)
         .expect("tank")
         .to_checksum(None);
     assert!(stdout.contains(&tank), "{stdout}");

@@ -88,6 +88,8 @@ pub struct TestApp {
     pub logs: Arc<Mutex<Vec<u8>>>,
     /// The span exporter; flush it before reading what a collector received.
     pub tracing: ctrip::telemetry::trace::Tracing,
+    /// What signs for the gateway (in-process, or the separate signer's client).
+    pub signer: Arc<dyn ctrip::wallet::Signer>,
     shutdown: Option<oneshot::Sender<()>>,
 }
 
@@ -114,6 +116,7 @@ pub async fn spawn_app_on(database_url: &str, customize: impl FnOnce(&mut Settin
     let state = app.state().clone();
     let metrics = app.metrics().clone();
     let tracing = app.tracing();
+    let signer = app.signer();
     let (tx, rx) = oneshot::channel();
     tokio::spawn(app.run_until_stopped(async {
         let _ = rx.await;
@@ -150,6 +153,7 @@ pub async fn spawn_app_on(database_url: &str, customize: impl FnOnce(&mut Settin
         api_key: created.api_key,
         logs,
         tracing,
+        signer,
         shutdown: Some(tx),
     }
 }

@@ -22,6 +22,7 @@ mod payments;
 mod pgwire;
 mod proxy;
 mod round_trips;
+mod signer;
 mod supervision;
 mod sweeping;
 mod webhooks;

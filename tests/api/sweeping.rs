@@ -6,10 +6,10 @@ use alloy::primitives::{Address, U256};
 use ctrip::chain::sweeper::Sweeper;
 use ctrip::chain::ChainRpc;
 use ctrip::devnet::{Anvil, ANVIL_PAYER};
-use ctrip::worker::Work;
+use ctrip::worker::{Retryable, Work};
 use serde_json::{json, Value};
 
-use crate::chain::{address_of, harness_on, pow10, Harness};
+use crate::chain::{address_of, harness_on, harness_signed, pow10, Harness};
 
 const TREASURY: &str = "0x000000000000000000000000000000000000bEEF";
 
@@ -41,7 +41,7 @@ fn sweeper(h: &Harness) -> Sweeper {
         chain,
         rpc,
         h.app.store.clone(),
-        h.app.state.wallet.clone(),
+        h.app.signer.clone(),
         h.app.metrics.chain.clone(),
         h.app.state.log.clone(),
         Duration::from_secs(1),
@@ -282,9 +282,12 @@ async fn dust_waits_with_its_reason_and_is_swept_once_fees_fall() {
 #[tokio::test]
 async fn the_gas_tank_has_its_own_key_and_its_balance_is_reported() {
     let h = swept_harness(|_| {}).await;
-    let tank =
-        ctrip::wallet::Signer::address(h.app.state.wallet.as_ref(), ctrip::wallet::KeyRef::GasTank)
-            .expect("tank");
+    let tank = h
+        .app
+        .signer
+        .address(ctrip::wallet::KeyRef::GasTank)
+        .await
+        .expect("tank");
     h.dev
         .set_balance(&tank.to_checksum(None), pow10(18))
         .await
@@ -469,7 +472,10 @@ async fn fund_tank(h: &Harness) {
 }
 
 async fn gas_tank(h: &Harness) -> Address {
-    ctrip::wallet::Signer::address(h.app.state.wallet.as_ref(), ctrip::wallet::KeyRef::GasTank)
+    h.app
+        .signer
+        .address(ctrip::wallet::KeyRef::GasTank)
+        .await
         .expect("tank")
 }
 
@@ -1218,4 +1224,96 @@ async fn a_stuck_eip7702_batch_is_replaced_with_higher_fees_and_lands() {
         token_balance(&h, crate::helpers::TKN, treasury()).await,
         pow10(21) * U256::from(2u64)
     );
+}
+
+#[tokio::test]
+async fn sweeps_survive_the_separate_signer_being_killed_mid_way_and_nothing_is_signed_twice() {
+    let anvil = Anvil::start_with(None, &["--hardfork".into(), "cancun".into()])
+        .await
+        .expect("anvil");
+    let url = anvil.url();
+    let mut h = harness_signed(
+        anvil,
+        vec![url],
+        |c| {
+            c.treasury = Some(treasury());
+            c.confirmations = 1;
+        },
+        true,
+    )
+    .await;
+    let native = confirmed_native(&mut h, "1", pow10(18)).await;
+    let token = confirmed_token(&mut h).await;
+    fund_tank(&h).await;
+    let mut s = sweeper(&h);
+
+    // The signer dies before anything is signed: the tick fails as retryable, and nothing
+    // is half-stored (no sweep, no attempt, no nonce taken).
+    h.signer.as_mut().expect("separate signer").kill().await;
+    let e = s.tick_once().await.expect_err("no signer, no sweep");
+    assert!(e.is_retryable(), "{e}");
+    assert!(attempts(&h).await.is_empty());
+    let c = h.app.store.client().await.expect("db");
+    let sweeps: i64 = c
+        .query_one("SELECT count(*) FROM sweeps", &[])
+        .await
+        .expect("count")
+        .get(0);
+    assert_eq!(sweeps, 0);
+
+    // Back: the native sweep and the token's seed are signed, stored and sent.
+    h.signer.as_mut().expect("separate signer").restart().await;
+    s.tick_once().await.expect("tick");
+    assert_eq!(
+        purposes(&h)
+            .await
+            .iter()
+            .map(|p| p.0.as_str())
+            .collect::<Vec<_>>(),
+        vec!["sweep", "seed"]
+    );
+    // Killed again mid-sweep: the seed is confirmed, the token transfer not yet signed.
+    h.signer.as_mut().expect("separate signer").kill().await;
+    let mut failed = false;
+    for _ in 0..3 {
+        if let Err(e) = s.tick_once().await {
+            assert!(e.is_retryable(), "{e}");
+            failed = true;
+        }
+    }
+    assert!(
+        failed,
+        "the transfer could not be signed without the signer"
+    );
+    assert_eq!(
+        purposes(&h).await.len(),
+        2,
+        "nothing signed while it was away"
+    );
+    h.signer.as_mut().expect("separate signer").restart().await;
+    for _ in 0..4 {
+        s.tick_once().await.expect("tick");
+        h.dev.mine(1).await.expect("mine");
+    }
+    assert_eq!(h.get(&native).await["settlement"]["status"], "swept");
+    assert_eq!(h.get(&token).await["settlement"]["status"], "swept");
+    assert_eq!(
+        token_balance(&h, crate::helpers::TKN, treasury()).await,
+        pow10(21)
+    );
+    // One attempt per transaction, each signed once, with no nonce gap on any sender.
+    let sent = purposes(&h).await;
+    assert_eq!(sent.len(), 3, "{sent:?}");
+    assert!(sent.iter().all(|p| p.1 == "confirmed"), "{sent:?}");
+    let tank = gas_tank(&h).await;
+    assert_eq!(nonce(&h, tank).await, 1, "one seed from the tank");
+    assert_eq!(nonce(&h, address_of(&native)).await, 1);
+    assert_eq!(nonce(&h, address_of(&token)).await, 1);
+    let signer = h.signer.as_ref().expect("separate signer");
+    let signed = signer
+        .audit_lines()
+        .iter()
+        .filter(|e| e["op"] == "sign_transaction" && e["decision"] == "signed")
+        .count();
+    assert_eq!(signed, 3, "each transaction signed exactly once");
 }
