@@ -41,7 +41,10 @@ enum Command {
     Migrate,
     /// Run the signer: the one process holding the mnemonic, serving signatures its policy
     /// allows on `signer.socket`, with an audit log, until SIGINT/SIGTERM.
-    Signer,
+    Signer {
+        #[command(subcommand)]
+        command: Option<SignerCommand>,
+    },
     /// Throw-away PostgreSQL + anvil devnet + demo merchant, then serve.
     Dev {
         /// Port for the gateway's HTTP API (0 picks a free one).
@@ -111,6 +114,20 @@ enum SweepCommand {
 enum GasTankCommand {
     /// Print the gas tank's address and its balance on every configured chain.
     Show,
+}
+
+#[derive(Subcommand)]
+enum SignerCommand {
+    /// Seal the configured mnemonic (`wallet.mnemonic` or its file) under
+    /// `wallet.seal_passphrase` into FILE, for `wallet.mnemonic_sealed_file`.
+    SealMnemonic {
+        /// Where to write the sealed file (created with mode 0600; never overwritten).
+        #[arg(long)]
+        out: PathBuf,
+        /// Scrypt cost as a power of two (17: about 128 MiB and a fraction of a second).
+        #[arg(long, default_value_t = 17, value_parser = clap::value_parser!(u8).range(10..=22))]
+        scrypt_log_n: u8,
+    },
 }
 
 #[derive(Subcommand)]
@@ -222,11 +239,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Dev { port } => dev(config, port).await,
-        Command::Signer => {
+        Command::Signer { command: None } => {
             let settings = Settings::load_for_signer(config)?;
             let (log, _flush_on_exit) = build_logger(&settings.telemetry, LogSink::Stdout);
             crate::custody::server::run(settings, log, shutdown_signal()).await
         }
+        Command::Signer {
+            command: Some(SignerCommand::SealMnemonic { out, scrypt_log_n }),
+        } => seal_mnemonic(config, &out, scrypt_log_n),
         Command::Merchant {
             command: MerchantCommand::Create { name },
         } => {
@@ -428,6 +448,42 @@ async fn connect(config: Option<&Path>) -> anyhow::Result<Store> {
     let store = Store::new(&settings.database)?;
     store.migrate().await?;
     Ok(store)
+}
+
+/// Writes the configured mnemonic, sealed under the configured passphrase, to `out`.
+fn seal_mnemonic(config: Option<&Path>, out: &Path, log_n: u8) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let dir = std::env::var("CTRIP_CONFIG_DIR").unwrap_or_else(|_| "config".into());
+    let env = std::env::var("CTRIP_ENV").ok();
+    let mut s = Settings::load_layers(Path::new(&dir), env.as_deref(), config, true)?;
+    s.resolve_secret_files()?;
+    anyhow::ensure!(
+        bip39::Mnemonic::parse_normalized(s.wallet.mnemonic.expose()).is_ok(),
+        "wallet.mnemonic: missing or not a valid BIP-39 English mnemonic"
+    );
+    anyhow::ensure!(
+        s.wallet.seal_passphrase.expose().chars().count() >= 12,
+        "wallet.seal_passphrase: missing or shorter than 12 characters"
+    );
+    let text = crate::config::sealed::seal(
+        s.wallet.mnemonic.expose(),
+        s.wallet.seal_passphrase.expose(),
+        log_n,
+    )?;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(out)
+        .with_context(|| format!("cannot create {} (it must not exist yet)", out.display()))?;
+    f.write_all(text.as_bytes())?;
+    f.sync_all()?;
+    println!(
+        "sealed mnemonic written to {}; set wallet.mnemonic_sealed_file to it and give the signer wallet.seal_passphrase",
+        out.display()
+    );
+    Ok(())
 }
 
 async fn serve(settings: Settings, migrate: bool) -> anyhow::Result<()> {

@@ -18,6 +18,8 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize, Serializer};
 
 /// The defaults compiled into the binary, so that `ctrip` runs from any directory.
+pub mod sealed;
+
 const EMBEDDED_DEFAULT: &str = include_str!("../config/default.toml");
 
 /// A configuration problem, always naming the key it is about.
@@ -431,6 +433,16 @@ pub struct WalletSettings {
     /// Read `mnemonic` from this file instead.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mnemonic_file: Option<PathBuf>,
+    /// Or open it from this sealed file (`ctrip signer seal-mnemonic` writes one) with
+    /// `seal_passphrase`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mnemonic_sealed_file: Option<PathBuf>,
+    /// The passphrase of `mnemonic_sealed_file`.
+    #[serde(default)]
+    pub seal_passphrase: Secret,
+    /// Read `seal_passphrase` from this file instead.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seal_passphrase_file: Option<PathBuf>,
     /// Optional BIP-39 passphrase.
     #[serde(default)]
     pub passphrase: Secret,
@@ -1145,12 +1157,13 @@ impl Settings {
                     format!("set either {key} or {key}_file, not both"),
                 ));
             }
-            let text = std::fs::read_to_string(path).map_err(|e| {
+            // The file's bytes are a secret too: zeroed once copied.
+            let text = zeroize::Zeroizing::new(std::fs::read_to_string(path).map_err(|e| {
                 ConfigError::invalid(
                     format!("{key}_file"),
                     format!("cannot read {}: {}", path.display(), e.kind()),
                 )
-            })?;
+            })?);
             *value = Secret::new(text.trim().to_string());
             Ok(())
         }
@@ -1164,6 +1177,36 @@ impl Settings {
             &self.wallet.mnemonic_file,
             "wallet.mnemonic",
         )?;
+        resolve(
+            &mut self.wallet.seal_passphrase,
+            &self.wallet.seal_passphrase_file,
+            "wallet.seal_passphrase",
+        )?;
+        if let Some(path) = &self.wallet.mnemonic_sealed_file {
+            if !self.wallet.mnemonic.is_empty() {
+                return Err(ConfigError::invalid(
+                    "wallet.mnemonic_sealed_file",
+                    "set either wallet.mnemonic (or its file) or wallet.mnemonic_sealed_file, not both",
+                ));
+            }
+            if self.wallet.seal_passphrase.is_empty() {
+                return Err(ConfigError::invalid(
+                    "wallet.seal_passphrase",
+                    "missing: wallet.mnemonic_sealed_file needs it (or wallet.seal_passphrase_file)",
+                ));
+            }
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                ConfigError::invalid(
+                    "wallet.mnemonic_sealed_file",
+                    format!("cannot read {}: {}", path.display(), e.kind()),
+                )
+            })?;
+            let words = sealed::open(&text, self.wallet.seal_passphrase.expose())
+                .map_err(|e| ConfigError::invalid("wallet.mnemonic_sealed_file", e.to_string()))?;
+            self.wallet.mnemonic = Secret::new(words.as_str());
+            // The passphrase has done its work; it is not kept.
+            self.wallet.seal_passphrase = Secret::default();
+        }
         resolve(&mut self.admin.token, &self.admin.token_file, "admin.token")?;
         resolve(
             &mut self.telemetry.sentry_dsn,
@@ -1277,7 +1320,10 @@ impl Settings {
         }
         if self.signer.socket.is_some() {
             // Watch-only: the keys live in the signer process alone.
-            if !self.wallet.mnemonic.is_empty() || self.wallet.mnemonic_file.is_some() {
+            if !self.wallet.mnemonic.is_empty()
+                || self.wallet.mnemonic_file.is_some()
+                || self.wallet.mnemonic_sealed_file.is_some()
+            {
                 return Err(ConfigError::invalid(
                     "wallet.mnemonic",
                     "must not be set when signer.socket is: only the signer holds it",

@@ -28,6 +28,8 @@ pub struct SignerProcess {
     config: PathBuf,
     child: Option<Child>,
     pub ops_port: Option<u16>,
+    /// Where the mnemonic comes from: the environment unless set.
+    key_env: Vec<(String, String)>,
 }
 
 /// The `[[chains]]` of a configuration file for `chains` (what the signer's policy
@@ -68,6 +70,16 @@ impl SignerProcess {
     /// Starts a signer for `chains` (and `extra` treasuries), with its health and metrics
     /// on a free port.
     pub async fn start(chains: &[ChainSettings], extra: &[(String, Address)]) -> Self {
+        Self::start_keyed(chains, extra, vec![]).await
+    }
+
+    /// [`SignerProcess::start`] with the mnemonic given by `key_env` instead (a sealed
+    /// file, say).
+    pub async fn start_keyed(
+        chains: &[ChainSettings],
+        extra: &[(String, Address)],
+        key_env: Vec<(String, String)>,
+    ) -> Self {
         let dir =
             std::env::temp_dir().join(format!("ctrip-signer-{}", uuid::Uuid::new_v4().simple()));
         std::fs::create_dir_all(&dir).expect("dir");
@@ -80,6 +92,7 @@ impl SignerProcess {
             config,
             child: None,
             ops_port: None,
+            key_env,
         };
         s.launch().await;
         s
@@ -91,13 +104,16 @@ impl SignerProcess {
             .args(["signer", "--config"])
             .arg(&self.config)
             .env_remove("CTRIP_ENV")
-            .env("CTRIP__WALLET__MNEMONIC", TEST_MNEMONIC)
             .env("CTRIP__SIGNER__SOCKET", &self.socket)
             .env("CTRIP__SIGNER__AUDIT_LOG", &self.audit)
             .env("CTRIP__SIGNER__OPS_BIND", "127.0.0.1:0")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .kill_on_drop(true);
+        if self.key_env.is_empty() {
+            c.env("CTRIP__WALLET__MNEMONIC", TEST_MNEMONIC);
+        }
+        c.envs(self.key_env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
         let mut child = c.spawn().expect("ctrip signer");
         let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
         let mut ops_port = None;
@@ -626,4 +642,86 @@ async fn a_watch_only_gateway_holds_no_mnemonic_seed_or_key_anywhere() {
         "the operator sees the signer is away"
     );
     gateway.stop(true).await;
+}
+
+#[tokio::test]
+async fn a_signer_opens_a_sealed_mnemonic_and_keeps_no_passphrase() {
+    let dir = std::env::temp_dir().join(format!("ctrip-seal-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let sealed = dir.join("mnemonic.sealed");
+    let passphrase_file = dir.join("passphrase");
+    let passphrase = "a long and private passphrase";
+    std::fs::write(&passphrase_file, passphrase).expect("passphrase");
+    let seal = |args: &[&str]| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_ctrip"));
+        c.args(["signer", "seal-mnemonic", "--scrypt-log-n", "10", "--out"])
+            .arg(&sealed)
+            .args(args)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .env_remove("CTRIP_ENV")
+            .env("CTRIP__WALLET__MNEMONIC", TEST_MNEMONIC)
+            .env("CTRIP__WALLET__SEAL_PASSPHRASE_FILE", &passphrase_file);
+        c
+    };
+    let out = seal(&[]).output().await.expect("runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&sealed)
+            .expect("file")
+            .permissions()
+            .mode()
+            & 0o777,
+        0o600
+    );
+    let text = std::fs::read_to_string(&sealed).expect("sealed");
+    assert!(!text.contains("test"), "the file shows nothing");
+    // Never written over.
+    assert!(!seal(&[]).output().await.expect("runs").status.success());
+
+    let sealed_env = |pass: &std::path::Path| {
+        vec![
+            (
+                "CTRIP__WALLET__MNEMONIC_SEALED_FILE".to_string(),
+                sealed.display().to_string(),
+            ),
+            (
+                "CTRIP__WALLET__SEAL_PASSPHRASE_FILE".to_string(),
+                pass.display().to_string(),
+            ),
+        ]
+    };
+    // A wrong passphrase: one line naming the key, and no signer.
+    let wrong = dir.join("wrong");
+    std::fs::write(&wrong, "not the passphrase at all").expect("wrong");
+    let out = Command::new(env!("CARGO_BIN_EXE_ctrip"))
+        .arg("signer")
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env_remove("CTRIP_ENV")
+        .env("CTRIP__SIGNER__SOCKET", dir.join("x.sock"))
+        .envs(sealed_env(&wrong))
+        .output()
+        .await
+        .expect("runs");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("wallet.mnemonic_sealed_file"), "{stderr}");
+
+    // The right one: the signer holds the same keys.
+    let signer = SignerProcess::start_keyed(&[chain()], &[], sealed_env(&passphrase_file)).await;
+    let wallet = HdWallet::from_mnemonic(TEST_MNEMONIC, "").expect("wallet");
+    assert_eq!(
+        signer.client().address(deposit()).await.expect("address"),
+        wallet.key_address(deposit()).expect("address")
+    );
+    // The passphrase is gone from its memory once the mnemonic is open.
+    let pid = signer.child.as_ref().and_then(|c| c.id()).expect("pid");
+    let found = scan(pid, &[("passphrase", passphrase.as_bytes().to_vec())]).await;
+    assert!(found.is_empty(), "{found:?}");
+    let _ = std::fs::remove_dir_all(&dir);
 }
