@@ -359,7 +359,9 @@ impl Sweeper {
                     }
                 }
                 for (to, group) in groups {
-                    stored += self.plan_delegated(group, to, max_fee, tip).await?;
+                    let refusable: Vec<Sweepable> = group.clone();
+                    let planned = self.plan_delegated(group, to, max_fee, tip).await;
+                    stored += self.unless_refused(&refusable, planned, 0).await?;
                 }
             } else {
                 due.extend(tokens);
@@ -368,7 +370,11 @@ impl Sweeper {
         for p in due {
             let treasury = p.treasury.unwrap_or(treasury);
             if let Some(token) = p.asset {
-                if self.plan_token(&p, token, treasury, max_fee, tip).await? {
+                let planned = self.plan_token(&p, token, treasury, max_fee, tip).await;
+                if self
+                    .unless_refused(std::slice::from_ref(&p), planned, false)
+                    .await?
+                {
                     stored += 1;
                 }
                 continue;
@@ -378,13 +384,41 @@ impl Sweeper {
             match plan_native(balance, fee, self.chain.sweep.fee_multiple, aged) {
                 Plan::Defer(reason) => self.defer(&p, &reason).await?,
                 Plan::Sweep { value } => {
-                    if self.store_sweep(&p, treasury, value, max_fee, tip).await? {
+                    let planned = self.store_sweep(&p, treasury, value, max_fee, tip).await;
+                    if self
+                        .unless_refused(std::slice::from_ref(&p), planned, false)
+                        .await?
+                    {
                         stored += 1;
                     }
                 }
             }
         }
         Ok(stored)
+    }
+
+    /// A sweep the signer's policy refused waits with the reason on its payments (an
+    /// operator fixes the configuration, e.g. lists a merchant's treasury with the signer),
+    /// and the others on the chain go on; `none` stands for "nothing stored". Any other
+    /// failure fails the tick.
+    async fn unless_refused<T>(
+        &self,
+        payments: &[Sweepable],
+        planned: Result<T, TickError>,
+        none: T,
+    ) -> Result<T, TickError> {
+        match planned {
+            Err(TickError::Signing(WalletError::Refused(why))) => {
+                slog::error!(self.log, "the signer refused a sweep; it waits"; "reason" => &why,
+                    "payments" => payments.len());
+                let reason = format!("the signer refused this sweep: {why}");
+                for p in payments {
+                    self.defer(p, &reason).await?;
+                }
+                Ok(none)
+            }
+            other => other,
+        }
     }
 
     /// Whether token sweeps go through the EIP-7702 delegate on this chain.
@@ -779,6 +813,20 @@ impl Sweeper {
     /// Signs, stores and sends a seeded sweep's token transfer from the deposit key, once
     /// its seed is confirmed (or the address held the gas already).
     async fn sign_transfer(&self, sweep_id: Uuid) -> Result<(), TickError> {
+        match self.sign_transfer_now(sweep_id).await {
+            // The seed is on the address already; the transfer waits (and is asked for
+            // again each tick) until the signer's configuration allows it, without holding
+            // up the chain's other sweeps.
+            Err(TickError::Signing(WalletError::Refused(why))) => {
+                slog::error!(self.log, "the signer refused a token transfer; it waits";
+                    "sweep_id" => %sweep_id, "reason" => &why);
+                Ok(())
+            }
+            other => other,
+        }
+    }
+
+    async fn sign_transfer_now(&self, sweep_id: Uuid) -> Result<(), TickError> {
         let client = self.store.client().await?;
         let Some(ctx) = sweeps::context(&client, sweep_id).await? else {
             return Ok(());

@@ -1317,3 +1317,97 @@ async fn sweeps_survive_the_separate_signer_being_killed_mid_way_and_nothing_is_
         .count();
     assert_eq!(signed, 3, "each transaction signed exactly once");
 }
+
+#[tokio::test]
+async fn a_sweep_the_separate_signer_refuses_waits_with_its_reason_and_the_others_go_on() {
+    let anvil = Anvil::start(None).await.expect("anvil");
+    let url = anvil.url();
+    let mut h = harness_signed(
+        anvil,
+        vec![url],
+        |c| {
+            c.treasury = Some(treasury());
+            c.confirmations = 1;
+        },
+        true,
+    )
+    .await;
+    // The merchant points its treasury at an address the signer was never told about
+    // (as a compromised API could).
+    let unlisted: Address = "0x000000000000000000000000000000000000dEaD"
+        .parse()
+        .expect("address");
+    let r = h
+        .app
+        .client
+        .put(h.app.url("/v1/treasuries/devchain"))
+        .bearer_auth(&h.app.api_key)
+        .json(&json!({"address": unlisted}))
+        .send()
+        .await
+        .expect("put");
+    assert_eq!(r.status(), 200);
+    let refused = confirmed_native(&mut h, "1", pow10(18)).await;
+    // Another merchant's payment, to the chain's treasury.
+    let other = ctrip::ops::create_merchant(&h.app.store, "other")
+        .await
+        .expect("merchant");
+    let r = h
+        .app
+        .post_payment_as(
+            &other.api_key,
+            &json!({"chain": "devchain", "asset": "native", "amount": "1", "confirmations": 1}),
+            None,
+        )
+        .await;
+    assert_eq!(r.status(), 201);
+    let fine: Value = r.json().await.expect("json");
+    h.scan().await;
+    h.dev
+        .pay_native(ANVIL_PAYER, address_of(&fine), pow10(18))
+        .await
+        .expect("pay");
+    h.scan().await;
+    h.confirm().await;
+
+    let mut s = sweeper(&h);
+    s.tick_once()
+        .await
+        .expect("a refusal does not fail the tick");
+    s.tick_once().await.expect("tick");
+    let g: Value = h
+        .app
+        .client
+        .get(h.app.url(&format!(
+            "/v1/payments/{}",
+            fine["id"].as_str().expect("id")
+        )))
+        .bearer_auth(&other.api_key)
+        .send()
+        .await
+        .expect("get")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(g["settlement"]["status"], "swept", "{g}");
+    let g = h.get(&refused).await;
+    assert_eq!(g["settlement"]["status"], "skipped", "{g}");
+    assert!(
+        g["settlement"]["reason"]
+            .as_str()
+            .unwrap_or("")
+            .contains("the signer refused this sweep"),
+        "{g}"
+    );
+    assert_eq!(
+        balance(&h, unlisted).await,
+        U256::ZERO,
+        "nothing reached it"
+    );
+    let audit = h.signer.as_ref().expect("signer").audit_lines();
+    assert!(audit.iter().any(|e| e["decision"] == "refused"
+        && e["reason"]
+            .as_str()
+            .unwrap_or("")
+            .contains("not a treasury")));
+}
