@@ -118,6 +118,13 @@ enum GasTankCommand {
 
 #[derive(Subcommand)]
 enum SignerCommand {
+    /// Print a merchant account's extended public key (of `m/44'/60'/{account}'/0`), to pin
+    /// in the gateway's `wallet.account_xpubs`.
+    AccountXpub {
+        /// The merchant account number (`merchants.account_index`).
+        #[arg(long)]
+        account: u32,
+    },
     /// Seal the configured mnemonic (`wallet.mnemonic` or its file) under
     /// `wallet.seal_passphrase` into FILE, for `wallet.mnemonic_sealed_file`.
     SealMnemonic {
@@ -247,6 +254,20 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Signer {
             command: Some(SignerCommand::SealMnemonic { out, scrypt_log_n }),
         } => seal_mnemonic(config, &out, scrypt_log_n),
+        Command::Signer {
+            command: Some(SignerCommand::AccountXpub { account }),
+        } => {
+            anyhow::ensure!(
+                account < crate::wallet::GAS_TANK_ACCOUNT,
+                "--account: not a merchant account number"
+            );
+            let s = signer_keys(config)?;
+            let wallet =
+                HdWallet::from_mnemonic(s.wallet.mnemonic.expose(), s.wallet.passphrase.expose())
+                    .context("wallet.mnemonic")?;
+            println!("{}", wallet.account_xpub(account)?);
+            Ok(())
+        }
         Command::Merchant {
             command: MerchantCommand::Create { name },
         } => {
@@ -450,10 +471,9 @@ async fn connect(config: Option<&Path>) -> anyhow::Result<Store> {
     Ok(store)
 }
 
-/// Writes the configured mnemonic, sealed under the configured passphrase, to `out`.
-fn seal_mnemonic(config: Option<&Path>, out: &Path, log_n: u8) -> anyhow::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
+/// The settings with the mnemonic resolved (directly, by file or sealed), for the signer's
+/// offline tools.
+fn signer_keys(config: Option<&Path>) -> anyhow::Result<Settings> {
     let dir = std::env::var("CTRIP_CONFIG_DIR").unwrap_or_else(|_| "config".into());
     let env = std::env::var("CTRIP_ENV").ok();
     let mut s = Settings::load_layers(Path::new(&dir), env.as_deref(), config, true)?;
@@ -462,6 +482,14 @@ fn seal_mnemonic(config: Option<&Path>, out: &Path, log_n: u8) -> anyhow::Result
         bip39::Mnemonic::parse_normalized(s.wallet.mnemonic.expose()).is_ok(),
         "wallet.mnemonic: missing or not a valid BIP-39 English mnemonic"
     );
+    Ok(s)
+}
+
+/// Writes the configured mnemonic, sealed under the configured passphrase, to `out`.
+fn seal_mnemonic(config: Option<&Path>, out: &Path, log_n: u8) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let s = signer_keys(config)?;
     anyhow::ensure!(
         s.wallet.seal_passphrase.expose().chars().count() >= 12,
         "wallet.seal_passphrase: missing or shorter than 12 characters"

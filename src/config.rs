@@ -437,6 +437,11 @@ pub struct WalletSettings {
     /// `seal_passphrase`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mnemonic_sealed_file: Option<PathBuf>,
+    /// Account extended public keys pinned by the operator (`ctrip signer account-xpub`
+    /// prints them), by merchant account number: a watch-only gateway derives those
+    /// accounts' addresses from these and refuses a signer or database that disagrees.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub account_xpubs: std::collections::BTreeMap<String, String>,
     /// The passphrase of `mnemonic_sealed_file`.
     #[serde(default)]
     pub seal_passphrase: Secret,
@@ -1317,6 +1322,21 @@ impl Settings {
                 "database.pool_size",
                 "must be between 1 and 1000",
             ));
+        }
+        for (account, xpub) in &self.wallet.account_xpubs {
+            if account.parse::<u32>().map_or(true, |a| a >= 0x7fff_ffff) {
+                return Err(ConfigError::invalid(
+                    "wallet.account_xpubs",
+                    format!("{account} is not a merchant account number"),
+                ));
+            }
+            let depth = bip32::XPub::from_str(xpub).map(|k| k.attrs().depth);
+            if depth.ok() != Some(4) {
+                return Err(ConfigError::invalid(
+                    "wallet.account_xpubs",
+                    format!("account {account}: not an account's external-chain xpub (m/44'/60'/{account}'/0)"),
+                ));
+            }
         }
         if self.signer.socket.is_some() {
             // Watch-only: the keys live in the signer process alone.

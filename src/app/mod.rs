@@ -143,10 +143,16 @@ impl Application {
             )),
             chains: Arc::new(chains),
             signer: signer.clone(),
-            wallet: Arc::new(DepositAddresses::new(
+            wallet: Arc::new(DepositAddresses::pinned(
                 signer.clone(),
                 store.clone(),
                 log.clone(),
+                settings
+                    .wallet
+                    .account_xpubs
+                    .iter()
+                    .filter_map(|(a, x)| Some((a.parse().ok()?, x.clone())))
+                    .collect(),
             )),
             store,
             keys: Arc::new(api::key_cache::KeyCache::new(

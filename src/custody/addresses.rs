@@ -1,7 +1,9 @@
 //! Deposit addresses without private keys: each merchant account's extended public key
 //! comes from the signer, is kept in memory, and is copied into the database so that
 //! addresses can still be derived while the signer is away. The signer stays the
-//! authority: whenever it answers, a database copy that differs is refused.
+//! authority: whenever it answers, a database copy that differs is refused. Keys the
+//! operator pinned in the configuration (`wallet.account_xpubs`) rank above both: a
+//! signer or database copy that contradicts a pinned key stops that account.
 
 use std::sync::Arc;
 
@@ -14,6 +16,7 @@ use crate::wallet::{Signer, WalletError, WatchOnly};
 /// Where the API and the workers get deposit addresses.
 pub struct DepositAddresses {
     watch: WatchOnly,
+    pinned: std::collections::BTreeMap<u32, String>,
     signer: Arc<dyn Signer>,
     store: Store,
     log: Logger,
@@ -24,7 +27,18 @@ pub struct DepositAddresses {
 impl DepositAddresses {
     /// Addresses from `signer`'s account keys, with their copies in `store`.
     pub fn new(signer: Arc<dyn Signer>, store: Store, log: Logger) -> Self {
+        Self::pinned(signer, store, log, Default::default())
+    }
+
+    /// [`DepositAddresses::new`] with the operator's pinned keys, by account.
+    pub fn pinned(
+        signer: Arc<dyn Signer>,
+        store: Store,
+        log: Logger,
+        pinned: std::collections::BTreeMap<u32, String>,
+    ) -> Self {
         Self {
+            pinned,
             watch: WatchOnly::new(),
             signer,
             store,
@@ -64,7 +78,24 @@ impl DepositAddresses {
         let stored = account_keys::get(&client, account)
             .await
             .map_err(unavailable)?;
+        let pinned = self.pinned.get(&account);
+        let disagrees =
+            |other: &Option<String>| matches!((pinned, other), (Some(p), Some(o)) if p != o);
+        if disagrees(&stored) {
+            slog::crit!(self.log, "the stored account key differs from the pinned one; refusing to derive addresses";
+                "account" => account);
+            return Err(WalletError::BadXpub(
+                "the stored account key differs from wallet.account_xpubs",
+            ));
+        }
         match self.signer.account_xpub(account).await {
+            Ok(xpub) if disagrees(&Some(xpub.clone())) => {
+                slog::crit!(self.log, "the signer's account key differs from the pinned one; refusing to derive addresses";
+                    "account" => account);
+                Err(WalletError::BadXpub(
+                    "the signer's account key differs from wallet.account_xpubs",
+                ))
+            }
             Ok(xpub) => {
                 match stored {
                     Some(s) if s != xpub => {
@@ -81,7 +112,7 @@ impl DepositAddresses {
                 }
                 self.watch.learn(account, &xpub)
             }
-            Err(e) if e.is_retryable() => match stored {
+            Err(e) if e.is_retryable() => match pinned.cloned().or(stored) {
                 Some(s) => {
                     slog::warn!(self.log, "signer unavailable; deriving from the stored account key";
                         "account" => account);

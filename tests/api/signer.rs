@@ -484,11 +484,29 @@ async fn a_watch_only_gateway_holds_no_mnemonic_seed_or_key_anywhere() {
     let mut c = chain();
     c.rpc_urls = vec![ctrip::config::RpcUrl::parse(&anvil.url()).expect("url")];
     let signer = SignerProcess::start(std::slice::from_ref(&c), &[]).await;
+    // The operator pins the shop's account key (account 1: a placeholder takes 0), as the
+    // signer's own tool prints it.
+    let out = Command::new(env!("CARGO_BIN_EXE_ctrip"))
+        .args(["signer", "account-xpub", "--account", "1"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env_remove("CTRIP_ENV")
+        .env("CTRIP__WALLET__MNEMONIC", TEST_MNEMONIC)
+        .output()
+        .await
+        .expect("runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let pinned = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert!(pinned.starts_with("xpub"), "{pinned}");
     let config = signer.dir.join("gateway.toml");
     std::fs::write(
         &config,
         format!(
             "[server]\nbind = \"127.0.0.1:0\"\n[telemetry]\naccess_log_level = \"off\"\n\
+             [wallet.account_xpubs]\n\"1\" = \"{pinned}\"\n\
              [[chains]]\nname = \"devchain\"\nchain_id = 31337\nrpc_urls = [\"{}\"]\n\
              confirmations = 1\nblock_time_ms = 250\nstart_block = 0\ntreasury = \"{TREASURY}\"\n",
             anvil.url()
@@ -608,6 +626,10 @@ async fn a_watch_only_gateway_holds_no_mnemonic_seed_or_key_anywhere() {
     );
     let printed = String::from_utf8_lossy(&out.stdout);
     assert!(printed.contains("signer.sock"), "{printed}");
+    assert!(
+        printed.contains(&pinned),
+        "the pinned public key: {printed}"
+    );
     assert!(!printed.contains("test test"), "{printed}");
     // The signer away: sweeps wait, but payments still get addresses (from the stored
     // account key).
@@ -724,4 +746,32 @@ async fn a_signer_opens_a_sealed_mnemonic_and_keeps_no_passphrase() {
     let found = scan(pid, &[("passphrase", passphrase.as_bytes().to_vec())]).await;
     assert!(found.is_empty(), "{found:?}");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn a_pinned_account_key_that_the_signer_contradicts_stops_that_account() {
+    // Another wallet's key pinned for the test merchant's account (1).
+    let other = HdWallet::from_mnemonic(
+        "abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon about",
+        "",
+    )
+    .expect("wallet");
+    let wrong = other.account_xpub(1).expect("xpub");
+    let app = crate::helpers::spawn_app_with(move |s| {
+        s.wallet.account_xpubs.insert("1".into(), wrong);
+    })
+    .await;
+    let r = app.post_payment(&crate::helpers::native_body("1")).await;
+    assert_eq!(r.status(), 500, "no address from a key nobody vouches for");
+    assert!(app.log_text().contains("differs from the pinned one"));
+    // A malformed pin is a one-line start-up error naming the key.
+    let mut s = crate::helpers::base_settings("postgres://x@127.0.0.1/x");
+    s.wallet
+        .account_xpubs
+        .insert("1".into(), "xpub-nonsense".into());
+    assert!(s
+        .validate()
+        .unwrap_err()
+        .to_string()
+        .contains("wallet.account_xpubs"));
 }
