@@ -162,27 +162,21 @@ pub async fn follow_changes(store: Store, cache: Arc<KeyCache>, log: Logger) {
         return;
     }
     let ping = (cache.ttl / 2).clamp(Duration::from_secs(1), Duration::from_secs(30));
-    let mut backoff = Duration::from_millis(100);
-    loop {
-        let started = Instant::now();
-        let c = cache.clone();
-        let result = store
-            .listen(CHANNEL, ping, |n| match n {
-                Notice::Listening => c.subscribed(),
-                Notice::Payload(prefix) => c.invalidate(&prefix),
-            })
-            .await;
-        cache.unsubscribed();
-        if let Err(e) = result {
-            slog::warn!(log, "API key change subscription lost; keys are read per request until it is back";
-                "error" => %e);
-        }
-        if started.elapsed() > Duration::from_secs(30) {
-            backoff = Duration::from_millis(100);
-        }
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(Duration::from_secs(5));
-    }
+    store
+        .follow(
+            CHANNEL,
+            ping,
+            |n| match n {
+                Notice::Listening => cache.subscribed(),
+                Notice::Payload(prefix) => cache.invalidate(&prefix),
+            },
+            |e| {
+                cache.unsubscribed();
+                slog::warn!(log, "API key change subscription lost; keys are read per request until it is back";
+                    "error" => %e);
+            },
+        )
+        .await
 }
 
 #[cfg(test)]

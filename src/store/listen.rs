@@ -1,7 +1,7 @@
 //! `LISTEN` sessions: one connection of its own per channel, outside the pool (a pooled
 //! connection would hand the subscription to whichever request borrows it next).
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use tokio::sync::mpsc;
@@ -80,5 +80,30 @@ impl Store {
         let result = session.await;
         driver.abort();
         result
+    }
+
+    /// Keeps a session on `channel` for as long as the calling task runs: `on` sees every
+    /// notice of every session, and `lost` is told whenever one ends (nothing arrives
+    /// from then until the next [`Notice::Listening`]). Sessions are opened again after a
+    /// backoff of 0.1 s doubling to 5 s, back to 0.1 s after one that lasted 30 s.
+    pub async fn follow(
+        &self,
+        channel: &'static str,
+        ping: Duration,
+        mut on: impl FnMut(Notice),
+        mut lost: impl FnMut(StoreError),
+    ) {
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            let started = Instant::now();
+            if let Err(e) = self.listen(channel, ping, &mut on).await {
+                lost(e);
+            }
+            if started.elapsed() > Duration::from_secs(30) {
+                backoff = Duration::from_millis(100);
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(5));
+        }
     }
 }

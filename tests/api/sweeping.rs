@@ -28,6 +28,23 @@ async fn swept_harness(customize: impl FnOnce(&mut ctrip::config::ChainSettings)
     .await
 }
 
+/// A harness sweeping to [`TREASURY`] whose every signature comes from a separate
+/// `ctrip signer` process, on an anvil started with `args`.
+async fn separately_signed(args: &[String]) -> Harness {
+    let anvil = Anvil::start_with(None, args).await.expect("anvil");
+    let url = anvil.url();
+    harness_signed(
+        anvil,
+        vec![url],
+        |c| {
+            c.treasury = Some(treasury());
+            c.confirmations = 1;
+        },
+        true,
+    )
+    .await
+}
+
 fn sweeper(h: &Harness) -> Sweeper {
     let chain = h.app.state.settings.chains[0].clone();
     let rpc = ChainRpc::new(
@@ -1228,20 +1245,7 @@ async fn a_stuck_eip7702_batch_is_replaced_with_higher_fees_and_lands() {
 
 #[tokio::test]
 async fn sweeps_survive_the_separate_signer_being_killed_mid_way_and_nothing_is_signed_twice() {
-    let anvil = Anvil::start_with(None, &["--hardfork".into(), "cancun".into()])
-        .await
-        .expect("anvil");
-    let url = anvil.url();
-    let mut h = harness_signed(
-        anvil,
-        vec![url],
-        |c| {
-            c.treasury = Some(treasury());
-            c.confirmations = 1;
-        },
-        true,
-    )
-    .await;
+    let mut h = separately_signed(&["--hardfork".into(), "cancun".into()]).await;
     let native = confirmed_native(&mut h, "1", pow10(18)).await;
     let token = confirmed_token(&mut h).await;
     fund_tank(&h).await;
@@ -1320,18 +1324,7 @@ async fn sweeps_survive_the_separate_signer_being_killed_mid_way_and_nothing_is_
 
 #[tokio::test]
 async fn a_sweep_the_separate_signer_refuses_waits_with_its_reason_and_the_others_go_on() {
-    let anvil = Anvil::start(None).await.expect("anvil");
-    let url = anvil.url();
-    let mut h = harness_signed(
-        anvil,
-        vec![url],
-        |c| {
-            c.treasury = Some(treasury());
-            c.confirmations = 1;
-        },
-        true,
-    )
-    .await;
+    let mut h = separately_signed(&[]).await;
     // The merchant points its treasury at an address the signer was never told about
     // (as a compromised API could).
     let unlisted: Address = "0x000000000000000000000000000000000000dEaD"

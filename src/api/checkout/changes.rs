@@ -15,7 +15,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures::Stream;
 use prometheus::IntGauge;
@@ -205,31 +205,25 @@ impl Stream for Nudges {
 /// a backoff (0.1 s doubling to 5 s). A lost session only slows pages down to their
 /// polling; it loses nothing, since every page re-reads its status on the next nudge.
 pub async fn follow_changes(store: Store, hub: Arc<PaymentChanges>, log: Logger) {
-    let mut backoff = Duration::from_millis(100);
-    loop {
-        let started = Instant::now();
-        let h = hub.clone();
-        let result = store
-            .listen(CHANNEL, Duration::from_secs(15), |n| match n {
-                Notice::Listening => h.subscribed(),
+    store
+        .follow(
+            CHANNEL,
+            Duration::from_secs(15),
+            |n| match n {
+                Notice::Listening => hub.subscribed(),
                 Notice::Payload(id) => {
                     if let Ok(id) = Uuid::parse_str(&id) {
-                        h.changed(id);
+                        hub.changed(id);
                     }
                 }
-            })
-            .await;
-        hub.unsubscribed();
-        if let Err(e) = result {
-            slog::warn!(log, "payment change subscription lost; payer pages fall back to polling until it is back";
-                "error" => %e);
-        }
-        if started.elapsed() > Duration::from_secs(30) {
-            backoff = Duration::from_millis(100);
-        }
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(Duration::from_secs(5));
-    }
+            },
+            |e| {
+                hub.unsubscribed();
+                slog::warn!(log, "payment change subscription lost; payer pages fall back to polling until it is back";
+                    "error" => %e);
+            },
+        )
+        .await
 }
 
 #[cfg(test)]
