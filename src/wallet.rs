@@ -99,6 +99,14 @@ pub enum UnsignedTx {
 }
 
 impl UnsignedTx {
+    /// The chain it is for.
+    pub fn chain_id(&self) -> u64 {
+        match self {
+            Self::Eip1559(t) => t.chain_id,
+            Self::Eip7702(t) => t.chain_id,
+        }
+    }
+
     /// The hash a signature covers.
     pub fn signature_hash(&self) -> B256 {
         match self {

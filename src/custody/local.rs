@@ -97,11 +97,7 @@ impl Signer for LocalSigner {
         tx: &UnsignedTx,
         recipient: Option<KeyRef>,
     ) -> Result<Signature, WalletError> {
-        let chain_id = match tx {
-            UnsignedTx::Eip1559(t) => t.chain_id,
-            UnsignedTx::Eip7702(t) => t.chain_id,
-        };
-        let extra = self.merchant_treasuries(chain_id).await?;
+        let extra = self.merchant_treasuries(tx.chain_id()).await?;
         sign_transaction_checked(&self.wallet, &self.policy, key, tx, recipient, &extra)
             .map_err(|e| self.refused(e, "transaction"))
     }

@@ -10,13 +10,7 @@ use tokio::process::Command;
 
 use crate::helpers::TEST_MNEMONIC;
 
-fn ctrip() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_ctrip"));
-    c.current_dir(env!("CARGO_MANIFEST_DIR"))
-        .env_remove("CTRIP_ENV")
-        .kill_on_drop(true);
-    c
-}
+use crate::helpers::ctrip;
 
 async fn sh(cmd: &str) -> String {
     let out = Command::new("sh")

@@ -309,3 +309,12 @@ where
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
 }
+
+/// The `ctrip` binary as a child process, run from the repository with no `CTRIP_ENV`.
+pub fn ctrip() -> tokio::process::Command {
+    let mut c = tokio::process::Command::new(env!("CARGO_BIN_EXE_ctrip"));
+    c.current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env_remove("CTRIP_ENV")
+        .kill_on_drop(true);
+    c
+}

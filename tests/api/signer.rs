@@ -99,11 +99,9 @@ impl SignerProcess {
     }
 
     async fn launch(&mut self) {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_ctrip"));
-        c.current_dir(env!("CARGO_MANIFEST_DIR"))
-            .args(["signer", "--config"])
+        let mut c = crate::helpers::ctrip();
+        c.args(["signer", "--config"])
             .arg(&self.config)
-            .env_remove("CTRIP_ENV")
             .env("CTRIP__SIGNER__SOCKET", &self.socket)
             .env("CTRIP__SIGNER__AUDIT_LOG", &self.audit)
             .env("CTRIP__SIGNER__OPS_BIND", "127.0.0.1:0")
@@ -416,10 +414,8 @@ async fn a_hostile_caller_on_the_socket_gets_only_what_the_policy_allows_and_all
 
 #[tokio::test]
 async fn a_gateway_without_a_signer_socket_refuses_to_start_with_a_mnemonic_beside_one() {
-    let out = Command::new(env!("CARGO_BIN_EXE_ctrip"))
+    let out = crate::helpers::ctrip()
         .args(["config", "check"])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .env_remove("CTRIP_ENV")
         .env("CTRIP__DATABASE__URL", "postgres://ctrip@127.0.0.1/ctrip")
         .env("CTRIP__ADMIN__TOKEN", crate::helpers::ADMIN_TOKEN)
         .env("CTRIP__WALLET__MNEMONIC", TEST_MNEMONIC)
@@ -432,10 +428,8 @@ async fn a_gateway_without_a_signer_socket_refuses_to_start_with_a_mnemonic_besi
     assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
     assert!(stderr.contains("wallet.mnemonic"), "{stderr}");
     // The signer itself needs its socket.
-    let out = Command::new(env!("CARGO_BIN_EXE_ctrip"))
+    let out = crate::helpers::ctrip()
         .arg("signer")
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .env_remove("CTRIP_ENV")
         .env("CTRIP__WALLET__MNEMONIC", TEST_MNEMONIC)
         .output()
         .await
@@ -486,10 +480,8 @@ async fn a_watch_only_gateway_holds_no_mnemonic_seed_or_key_anywhere() {
     let signer = SignerProcess::start(std::slice::from_ref(&c), &[]).await;
     // The operator pins the shop's account key (account 1: a placeholder takes 0), as the
     // signer's own tool prints it.
-    let out = Command::new(env!("CARGO_BIN_EXE_ctrip"))
+    let out = crate::helpers::ctrip()
         .args(["signer", "account-xpub", "--account", "1"])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .env_remove("CTRIP_ENV")
         .env("CTRIP__WALLET__MNEMONIC", TEST_MNEMONIC)
         .output()
         .await
@@ -608,11 +600,9 @@ async fn a_watch_only_gateway_holds_no_mnemonic_seed_or_key_anywhere() {
     let found = scan(pid, &secrets).await;
     assert!(found.is_empty(), "a watch-only gateway holds: {found:?}");
     // Its configuration as `config check` prints it: the socket, no mnemonic.
-    let out = Command::new(env!("CARGO_BIN_EXE_ctrip"))
+    let out = crate::helpers::ctrip()
         .args(["config", "check", "--config"])
         .arg(&config)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .env_remove("CTRIP_ENV")
         .env("CTRIP__DATABASE__URL", &db)
         .env("CTRIP__ADMIN__TOKEN", crate::helpers::ADMIN_TOKEN)
         .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
@@ -675,12 +665,10 @@ async fn a_signer_opens_a_sealed_mnemonic_and_keeps_no_passphrase() {
     let passphrase = "a long and private passphrase";
     std::fs::write(&passphrase_file, passphrase).expect("passphrase");
     let seal = |args: &[&str]| {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_ctrip"));
+        let mut c = crate::helpers::ctrip();
         c.args(["signer", "seal-mnemonic", "--scrypt-log-n", "10", "--out"])
             .arg(&sealed)
             .args(args)
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .env_remove("CTRIP_ENV")
             .env("CTRIP__WALLET__MNEMONIC", TEST_MNEMONIC)
             .env("CTRIP__WALLET__SEAL_PASSPHRASE_FILE", &passphrase_file);
         c
@@ -720,10 +708,8 @@ async fn a_signer_opens_a_sealed_mnemonic_and_keeps_no_passphrase() {
     // A wrong passphrase: one line naming the key, and no signer.
     let wrong = dir.join("wrong");
     std::fs::write(&wrong, "not the passphrase at all").expect("wrong");
-    let out = Command::new(env!("CARGO_BIN_EXE_ctrip"))
+    let out = crate::helpers::ctrip()
         .arg("signer")
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .env_remove("CTRIP_ENV")
         .env("CTRIP__SIGNER__SOCKET", dir.join("x.sock"))
         .envs(sealed_env(&wrong))
         .output()
